@@ -1,0 +1,401 @@
+//! `Engine`: the actor system behind one door. It starts the tree (journal writer, order projector, product
+//! supervisor with its products), and turns the HTTP layer's questions into messages: a purchase goes straight to
+//! the user's shard, everything else to the actor that knows the answer. It also flushes and snapshots everything
+//! on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, ActorStatus};
+use serde::Serialize;
+
+use super::catalog::{Catalog, ProductHandle};
+use super::journal_writer::{JournalWriter, WriterArgs, WriterMsg};
+use super::order_projector::{OrderProjector, ProjectorArgs, ProjectorMsg, ProjectorStatus};
+use super::product::{Inspection, ProductDeps, ProductMsg};
+use super::product_supervisor::{ProductSupervisor, SupervisorArgs, SupervisorMsg};
+use super::stock_shard::book::{PurchaseRequest, Receipt, Refusal, ShardCounts};
+use super::stock_shard::ShardMsg;
+use super::supervision::Backoff;
+use crate::domain::{IdempotencyKey, Order, OrderId, ProductDraft, ProductId, Quantity, SalePhase, Timestamp, UserId};
+use crate::persistence::{Database, DbError, Journal, SnapshotStore};
+
+/// Tunables of the actor system (see `config/default.toml` for what each means).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub pay_within: Duration,
+    pub purchase_timeout: Duration,
+    pub journal_max_batch: usize,
+    pub journal_linger: Duration,
+    pub snapshot_every_units: u64,
+    pub snapshot_every: Duration,
+    pub projector_batch: usize,
+    pub projector_poll: Duration,
+    pub retry: Backoff,
+    pub max_restarts: usize,
+    pub restart_window: Duration,
+}
+
+/// Why a purchase was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PurchaseError {
+    #[error("no such product")]
+    NotFound,
+    #[error("the sale has not started")]
+    NotStarted { starts_at: Timestamp },
+    #[error("the sale has ended")]
+    Ended,
+    #[error("sold out")]
+    SoldOut,
+    #[error("only {available} units left")]
+    InsufficientStock { available: u64 },
+    #[error("limit of {limit} per user reached")]
+    LimitExceeded { limit: u32, held: u32 },
+    #[error("the order could not be recorded; nothing was taken")]
+    Unavailable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no such product")]
+    NotFound,
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("actor system unavailable: {0}")]
+    Actors(String),
+}
+
+/// A product as buyers see it, with live stock.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductSummary {
+    pub id: ProductId,
+    pub name: String,
+    pub price_cents: i64,
+    pub stock_total: u64,
+    pub available: u64,
+    pub per_user_limit: u32,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub phase: SalePhase,
+    pub sold_out: bool,
+}
+
+/// A product as an admin sees it: where every unit is right now, and whether they add up.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminView {
+    #[serde(flatten)]
+    pub summary: ProductSummary,
+    pub shard_count: u32,
+    pub pool: u64,
+    pub shards: Vec<ShardCounts>,
+    pub in_flight: u64,
+    pub reserved: u64,
+    pub invariant_holds: bool,
+    pub snapshot_position: i64,
+    pub snapshot_age_seconds: f64,
+}
+
+pub struct Engine {
+    db: Database,
+    catalog: Arc<Catalog>,
+    supervisor: ActorRef<SupervisorMsg>,
+    writer: ActorRef<WriterMsg>,
+    projector: ActorRef<ProjectorMsg>,
+    settings: EngineSettings,
+}
+
+impl Engine {
+    /// Starts the actor tree and recovers every stored product.
+    pub async fn start(
+        db: Database,
+        journal: Arc<dyn Journal>,
+        snapshots: Arc<dyn SnapshotStore>,
+        settings: EngineSettings,
+    ) -> Result<Self, EngineError> {
+        let products = db.products().await?;
+        let actors = |err: ractor::SpawnErr| EngineError::Actors(err.to_string());
+        let projector_args = ProjectorArgs {
+            journal: Arc::clone(&journal),
+            db: db.clone(),
+            batch: settings.projector_batch,
+            poll: settings.projector_poll,
+            retry: settings.retry,
+        };
+        let (projector, _) = Actor::spawn(None, OrderProjector, projector_args).await.map_err(actors)?;
+        let writer_args = WriterArgs {
+            journal: Arc::clone(&journal),
+            projector: projector.clone(),
+            max_batch: settings.journal_max_batch,
+            linger: settings.journal_linger,
+        };
+        let (writer, _) = Actor::spawn(None, JournalWriter, writer_args).await.map_err(actors)?;
+        let catalog = Arc::new(Catalog::default());
+        let deps = Arc::new(ProductDeps {
+            journal,
+            snapshots,
+            writer: writer.clone(),
+            catalog: Arc::clone(&catalog),
+            pay_within: settings.pay_within,
+            snapshot_every_units: settings.snapshot_every_units,
+            snapshot_every: settings.snapshot_every,
+        });
+        let supervisor_args = SupervisorArgs {
+            deps,
+            db: db.clone(),
+            products,
+            backoff: settings.retry,
+            max_restarts: settings.max_restarts,
+            restart_window: settings.restart_window,
+        };
+        let (supervisor, _) = Actor::spawn(None, ProductSupervisor, supervisor_args).await.map_err(actors)?;
+        Ok(Self { db, catalog, supervisor, writer, projector, settings })
+    }
+
+    pub async fn purchase(
+        &self,
+        product: ProductId,
+        user: UserId,
+        quantity: Quantity,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Receipt, PurchaseError> {
+        let handle = self.catalog.get(product).ok_or(PurchaseError::NotFound)?;
+        let window = handle.product.draft.window;
+        match window.phase(Timestamp::now()) {
+            SalePhase::Upcoming => return Err(PurchaseError::NotStarted { starts_at: window.starts_at() }),
+            SalePhase::Ended => return Err(PurchaseError::Ended),
+            SalePhase::Open => {}
+        }
+        // A retried request must still find its order, so only key-less requests take the shortcut.
+        if key.is_none() && handle.gauges.is_sold_out() {
+            return Err(PurchaseError::SoldOut);
+        }
+        let shard = &handle.shards[handle.product.draft.shards.shard_of(user)];
+        let asked = shard
+            .call(
+                |reply| ShardMsg::Purchase(PurchaseRequest { user, quantity, key, reply }),
+                Some(self.settings.purchase_timeout),
+            )
+            .await;
+        match asked {
+            Ok(CallResult::Success(Ok(receipt))) => Ok(receipt),
+            Ok(CallResult::Success(Err(refusal))) => Err(match refusal {
+                Refusal::SoldOut => PurchaseError::SoldOut,
+                Refusal::InsufficientStock { available } => PurchaseError::InsufficientStock { available },
+                Refusal::LimitExceeded { limit, held } => PurchaseError::LimitExceeded { limit, held },
+                Refusal::Unavailable => PurchaseError::Unavailable,
+            }),
+            Ok(CallResult::Timeout | CallResult::SenderError) | Err(_) => Err(PurchaseError::Unavailable),
+        }
+    }
+
+    pub async fn create_product(&self, draft: ProductDraft) -> Result<ProductSummary, EngineError> {
+        let created =
+            self.supervisor.call(|reply| SupervisorMsg::Create { draft, reply }, Some(Duration::from_secs(30))).await;
+        let product = match created {
+            Ok(CallResult::Success(Ok(product))) => product,
+            Ok(CallResult::Success(Err(why))) => return Err(EngineError::Actors(why)),
+            Ok(_) | Err(_) => return Err(EngineError::Actors("product supervisor did not answer".into())),
+        };
+        self.product(product.id).ok_or(EngineError::NotFound)
+    }
+
+    pub fn products(&self) -> Vec<ProductSummary> {
+        self.catalog.all().iter().map(|handle| summarize(handle)).collect()
+    }
+
+    pub fn product(&self, id: ProductId) -> Option<ProductSummary> {
+        self.catalog.get(id).map(|handle| summarize(&handle))
+    }
+
+    pub async fn inspect(&self, id: ProductId) -> Result<AdminView, EngineError> {
+        let handle = self.catalog.get(id).ok_or(EngineError::NotFound)?;
+        let inspection: Inspection = ask(&handle.actor, ProductMsg::Inspect).await?;
+        let in_flight = inspection.shards.iter().map(|s| s.in_flight).sum();
+        let reserved = inspection.shards.iter().map(|s| s.reserved).sum();
+        let available: u64 = inspection.shards.iter().map(|s| s.available).sum();
+        let summary = summarize(&handle);
+        Ok(AdminView {
+            invariant_holds: inspection.pool + available + in_flight + reserved == summary.stock_total,
+            shard_count: handle.product.draft.shards.get(),
+            pool: inspection.pool,
+            shards: inspection.shards,
+            in_flight,
+            reserved,
+            snapshot_position: inspection.snapshot_position,
+            snapshot_age_seconds: inspection.snapshot_age_seconds,
+            summary,
+        })
+    }
+
+    pub async fn order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
+        Ok(self.db.order(id).await?)
+    }
+
+    pub async fn orders_of_user(&self, user: UserId) -> Result<Vec<Order>, EngineError> {
+        Ok(self.db.orders_of_user(user, 100).await?)
+    }
+
+    pub async fn orders_of_product(&self, product: ProductId) -> Result<Vec<Order>, EngineError> {
+        self.catalog.get(product).ok_or(EngineError::NotFound)?;
+        Ok(self.db.orders_of_product(product).await?)
+    }
+
+    pub async fn projector_status(&self) -> Result<ProjectorStatus, EngineError> {
+        ask(&self.projector, ProjectorMsg::Status).await
+    }
+
+    /// The last journal position this process committed: the projector has caught up when it reaches it.
+    pub async fn journal_head(&self) -> Result<Option<i64>, EngineError> {
+        Ok(ask(&self.writer, WriterMsg::Head).await?.map(|position| position.get()))
+    }
+
+    /// Product restarts performed by the supervisor since start.
+    pub async fn restarts(&self) -> Result<u64, EngineError> {
+        ask(&self.supervisor, SupervisorMsg::Restarts).await
+    }
+
+    /// Whether every long-lived actor is running and the database answers.
+    pub async fn is_ready(&self) -> bool {
+        let running = |status: ActorStatus| status == ActorStatus::Running;
+        running(self.supervisor.get_status())
+            && running(self.writer.get_status())
+            && running(self.projector.get_status())
+            && self.db.run(|_| Ok(())).await.is_ok()
+    }
+
+    /// Flushes the journal's open batch, snapshots every product and stops the actors.
+    pub async fn shutdown(&self) {
+        if ask(&self.writer, WriterMsg::Flush).await.is_err() {
+            tracing::warn!("journal writer did not flush before shutdown");
+        }
+        for handle in self.catalog.all() {
+            let saved =
+                handle.actor.call(|reply| ProductMsg::SnapshotNow(Some(reply)), Some(Duration::from_secs(30))).await;
+            if !matches!(saved, Ok(CallResult::Success(Ok(())))) {
+                tracing::warn!(product = %handle.product.id, "no snapshot at shutdown; recovery will replay further");
+            }
+        }
+        self.supervisor.stop(None);
+        self.writer.stop(None);
+        self.projector.stop(None);
+    }
+}
+
+async fn ask<M, T>(actor: &ActorRef<M>, message: impl FnOnce(ractor::RpcReplyPort<T>) -> M) -> Result<T, EngineError>
+where
+    M: ractor::Message,
+    T: Send + 'static,
+{
+    match actor.call(message, Some(Duration::from_secs(10))).await {
+        Ok(CallResult::Success(answer)) => Ok(answer),
+        Ok(_) | Err(_) => Err(EngineError::Actors("an actor did not answer".into())),
+    }
+}
+
+fn summarize(handle: &ProductHandle) -> ProductSummary {
+    let draft = &handle.product.draft;
+    let stock_total = u64::from(draft.stock.get());
+    ProductSummary {
+        id: handle.product.id,
+        name: draft.name.clone(),
+        price_cents: draft.price_cents,
+        stock_total,
+        available: stock_total.saturating_sub(handle.gauges.taken()),
+        per_user_limit: draft.per_user_limit.get(),
+        starts_at: draft.window.starts_at(),
+        ends_at: draft.window.ends_at(),
+        phase: draft.window.phase(Timestamp::now()),
+        sold_out: handle.gauges.is_sold_out(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::domain::{PerUserLimit, Position, Recorded, SaleWindow, ShardCount, StockLevel};
+    use crate::persistence::{JournalError, SqlJournal, SqlSnapshots};
+
+    /// Refuses the first `failures` appends, then behaves like the SQL journal it wraps.
+    struct FlakyJournal {
+        failures: AtomicUsize,
+        inner: SqlJournal,
+    }
+
+    #[async_trait]
+    impl Journal for FlakyJournal {
+        async fn append(&self, events: Vec<crate::domain::JournalEvent>) -> Result<Vec<Position>, JournalError> {
+            if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
+                return Err(JournalError::Unavailable("disk on fire".into()));
+            }
+            self.inner.append(events).await
+        }
+
+        async fn read_product(
+            &self,
+            p: ProductId,
+            after: Position,
+            limit: usize,
+        ) -> Result<Vec<Recorded>, JournalError> {
+            self.inner.read_product(p, after, limit).await
+        }
+
+        async fn read(&self, after: Position, limit: usize) -> Result<Vec<Recorded>, JournalError> {
+            self.inner.read(after, limit).await
+        }
+    }
+
+    fn settings() -> EngineSettings {
+        EngineSettings {
+            pay_within: Duration::from_secs(60),
+            purchase_timeout: Duration::from_secs(5),
+            journal_max_batch: 64,
+            journal_linger: Duration::ZERO,
+            snapshot_every_units: 1_000,
+            snapshot_every: Duration::from_secs(60),
+            projector_batch: 100,
+            projector_poll: Duration::from_millis(50),
+            retry: Backoff { base: Duration::from_millis(10), factor: 2, cap: Duration::from_millis(100) },
+            max_restarts: 3,
+            restart_window: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_puts_the_stock_and_the_buyers_slot_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let db = Database::connect(&url, 4, Duration::from_secs(5)).unwrap();
+        db.migrate().unwrap();
+        let journal = Arc::new(FlakyJournal { failures: AtomicUsize::new(1), inner: SqlJournal::new(db.clone()) });
+        let snapshots = Arc::new(SqlSnapshots::new(db.clone()));
+        let engine = Engine::start(db, journal, snapshots, settings()).await.unwrap();
+        let now = Timestamp::now();
+        let draft = ProductDraft {
+            name: "Phone".into(),
+            price_cents: 100,
+            stock: StockLevel::try_from(5).unwrap(),
+            per_user_limit: PerUserLimit::try_from(1).unwrap(),
+            shards: ShardCount::try_from(2).unwrap(),
+            window: SaleWindow::new(now, now.plus(Duration::from_secs(3600))).unwrap(),
+        };
+        let product = engine.create_product(draft).await.unwrap().id;
+        let (user, one) = (UserId::try_from(7).unwrap(), Quantity::try_from(1).unwrap());
+
+        let refused = engine.purchase(product, user, one, None).await;
+        assert_eq!(refused, Err(PurchaseError::Unavailable));
+        let view = engine.inspect(product).await.unwrap();
+        assert_eq!((view.in_flight, view.reserved, view.summary.available), (0, 0, 5), "nothing was taken");
+        assert!(view.invariant_holds);
+
+        let receipt = engine.purchase(product, user, one, None).await;
+        assert!(receipt.is_ok(), "the buyer's slot came back with the stock: {receipt:?}");
+        let view = engine.inspect(product).await.unwrap();
+        assert_eq!((view.reserved, view.summary.available), (1, 4));
+        engine.shutdown().await;
+    }
+}

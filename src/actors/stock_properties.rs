@@ -1,0 +1,333 @@
+//! Property tests of a whole product — its pool and its shards — driven by random interleavings of purchases,
+//! message deliveries, refills, reclaims, journal commits and journal failures. The actors add only mailboxes
+//! around these state machines, so the model delivers messages in any order a mailbox allows: FIFO per mailbox,
+//! anything across mailboxes. A reclaim surrenders one shard per step while the others go on, and each surrender
+//! reaches its shard after everything already in that shard's mailbox, as in the product actor.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::product::pool::{Pool, Refill};
+use super::stock_shard::book::{Effect, Outcome, PurchaseRequest, Refusal, ShardBook, ShardSnapshot};
+use crate::domain::{IdempotencyKey, OrderId, Position, ProductId, Quantity, Timestamp, UserId};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Buy { user: u8, quantity: u8, key: Option<u8> },
+    DeliverToShard(u8),
+    DeliverToProduct,
+    Journal { pick: u8, ok: bool },
+}
+
+enum ToShard {
+    Buy(PurchaseRequest<u64>),
+    Grant { units: u64, last: bool },
+    SellOut,
+    Reopen,
+    Committed(OrderId, Position),
+    Failed(OrderId),
+}
+
+enum ToProduct {
+    Need { shard: usize, want: u64 },
+    Returned,
+}
+
+/// A reclaim under way in the product actor.
+struct Reclaim {
+    requester: usize,
+    want: u64,
+    next: usize,
+    reclaimed: u64,
+}
+
+struct Model {
+    reclaim: Option<Reclaim>,
+    stock: u64,
+    limit: u32,
+    pool: Pool,
+    shards: Vec<ShardBook<u64>>,
+    shard_mail: Vec<VecDeque<ToShard>>,
+    product_mail: VecDeque<ToProduct>,
+    journal: Vec<(usize, OrderId)>,
+    next_position: i64,
+    next_request: u64,
+    requests: HashMap<u64, (UserId, Option<IdempotencyKey>)>,
+    answers: HashMap<u64, Outcome>,
+    accepted_orders: HashSet<OrderId>,
+    held_by_user: HashMap<UserId, u32>,
+    order_of_key: HashMap<(UserId, IdempotencyKey), OrderId>,
+    failures: u64,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(1_000)
+}
+
+impl Model {
+    fn new(stock: u64, shard_count: usize, limit: u32) -> Self {
+        let product = ProductId::try_from(1).unwrap();
+        let mut pool = Pool::new(stock, shard_count);
+        let mut shard_mail: Vec<VecDeque<ToShard>> = (0..shard_count).map(|_| VecDeque::new()).collect();
+        for mail in &mut shard_mail {
+            mail.push_back(ToShard::Grant { units: pool.initial_grant(), last: false });
+        }
+        let shards = (0..shard_count)
+            .map(|_| ShardBook::new(product, limit, Duration::from_secs(60), ShardSnapshot::default()))
+            .collect();
+        Self {
+            reclaim: None,
+            stock,
+            limit,
+            pool,
+            shards,
+            shard_mail,
+            product_mail: VecDeque::new(),
+            journal: Vec::new(),
+            next_position: 0,
+            next_request: 0,
+            requests: HashMap::new(),
+            answers: HashMap::new(),
+            accepted_orders: HashSet::new(),
+            held_by_user: HashMap::new(),
+            order_of_key: HashMap::new(),
+            failures: 0,
+        }
+    }
+
+    fn shard_of(&self, user: UserId) -> usize {
+        (user.get() as usize) % self.shards.len()
+    }
+
+    fn buy(&mut self, user: UserId, quantity: u32, key: Option<IdempotencyKey>) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.requests.insert(id, (user, key.clone()));
+        let quantity = Quantity::try_from(i64::from(quantity)).unwrap();
+        let shard = self.shard_of(user);
+        self.shard_mail[shard].push_back(ToShard::Buy(PurchaseRequest { user, quantity, key, reply: id }));
+        id
+    }
+
+    fn step(&mut self, op: &Op) {
+        match *op {
+            Op::Buy { user, quantity, key } => {
+                let user = UserId::try_from(i64::from(user) + 1).unwrap();
+                let key = key.map(|k| IdempotencyKey::try_from(format!("k{k}")).unwrap());
+                self.buy(user, u32::from(quantity), key);
+            }
+            Op::DeliverToShard(shard) => self.deliver_to_shard(usize::from(shard) % self.shards.len()),
+            Op::DeliverToProduct => self.deliver_to_product(),
+            Op::Journal { pick, ok } => self.resolve_journal(usize::from(pick), ok),
+        }
+        self.check_conservation();
+    }
+
+    fn deliver_to_shard(&mut self, shard: usize) {
+        let Some(message) = self.shard_mail[shard].pop_front() else { return };
+        let book = &mut self.shards[shard];
+        let effects = match message {
+            ToShard::Buy(request) => book.purchase(request, now()),
+            ToShard::Grant { units, last } => book.grant(units, last, now()),
+            ToShard::SellOut => book.sell_out(now()),
+            ToShard::Reopen => {
+                book.reopen();
+                Vec::new()
+            }
+            ToShard::Committed(order, position) => book.committed(order, position),
+            ToShard::Failed(order) => book.failed(order, now()),
+        };
+        self.apply(shard, effects);
+    }
+
+    /// One step of the product actor: the next shard of a reclaim under way, or its next message.
+    fn deliver_to_product(&mut self) {
+        if let Some(reclaim) = self.reclaim.take() {
+            self.step_reclaim(reclaim);
+            return;
+        }
+        match self.product_mail.pop_front() {
+            Some(ToProduct::Need { shard, want }) => match self.pool.on_request(want) {
+                Refill::Reclaim => self.step_reclaim(Reclaim { requester: shard, want, next: 0, reclaimed: 0 }),
+                Refill::Grant { units, last } => self.shard_mail[shard].push_back(ToShard::Grant { units, last }),
+            },
+            Some(ToProduct::Returned) if self.pool.reopen() => {
+                for mail in &mut self.shard_mail {
+                    mail.push_back(ToShard::Reopen);
+                }
+            }
+            Some(ToProduct::Returned) | None => {}
+        }
+    }
+
+    /// The product surrenders one shard per step — its call queues behind that shard's mailbox — while every other
+    /// shard goes on; after the last one it grants or sells out.
+    fn step_reclaim(&mut self, mut reclaim: Reclaim) {
+        if reclaim.next < self.shards.len() {
+            while !self.shard_mail[reclaim.next].is_empty() {
+                self.deliver_to_shard(reclaim.next);
+            }
+            reclaim.reclaimed += self.shards[reclaim.next].surrender();
+            reclaim.next += 1;
+            self.reclaim = Some(reclaim);
+            return;
+        }
+        let Refill::Grant { units, last } = self.pool.after_reclaim(reclaim.reclaimed, reclaim.want) else {
+            unreachable!("after_reclaim always grants")
+        };
+        self.shard_mail[reclaim.requester].push_back(ToShard::Grant { units, last });
+        if self.pool.is_sold_out() && units == 0 {
+            for mail in &mut self.shard_mail {
+                mail.push_back(ToShard::SellOut);
+            }
+        }
+    }
+
+    fn resolve_journal(&mut self, pick: usize, ok: bool) {
+        if self.journal.is_empty() {
+            return;
+        }
+        let (shard, order) = self.journal.remove(pick % self.journal.len());
+        if ok {
+            self.next_position += 1;
+            self.shard_mail[shard].push_back(ToShard::Committed(order, Position::new(self.next_position)));
+        } else {
+            self.failures += 1;
+            self.shard_mail[shard].push_back(ToShard::Failed(order));
+        }
+    }
+
+    fn apply(&mut self, shard: usize, effects: Vec<Effect<u64>>) {
+        for effect in effects {
+            match effect {
+                Effect::Reply(request, outcome) => self.answered(request, outcome),
+                Effect::Append(reservation) => self.journal.push((shard, reservation.order_id)),
+                Effect::AskPool { want } => self.product_mail.push_back(ToProduct::Need { shard, want }),
+                Effect::StockReturned { .. } => self.product_mail.push_back(ToProduct::Returned),
+            }
+        }
+    }
+
+    fn answered(&mut self, request: u64, outcome: Outcome) {
+        let (user, key) = self.requests[&request].clone();
+        match outcome {
+            Ok(receipt) => {
+                if let Some(key) = key {
+                    let first = *self.order_of_key.entry((user, key)).or_insert(receipt.order_id);
+                    assert_eq!(first, receipt.order_id, "one Idempotency-Key yielded two orders");
+                }
+                if self.accepted_orders.insert(receipt.order_id) {
+                    let units = self.unit_count(receipt.order_id);
+                    let held = self.held_by_user.entry(user).or_default();
+                    *held += units;
+                    assert!(*held <= self.limit, "user {user} holds {held} > limit {}", self.limit);
+                }
+            }
+            Err(Refusal::SoldOut) if self.failures == 0 => {
+                assert_eq!(self.remaining(), 0, "SOLD_OUT answered while stock remains");
+            }
+            Err(_) => {}
+        }
+        self.answers.insert(request, outcome);
+    }
+
+    fn unit_count(&self, order: OrderId) -> u32 {
+        self.shards
+            .iter()
+            .flat_map(|book| book.snapshot().reservations)
+            .find(|reservation| reservation.order_id == order)
+            .map(|reservation| reservation.quantity.get())
+            .expect("an accepted order is committed")
+    }
+
+    fn in_transit(&self) -> u64 {
+        let grants = self.shard_mail.iter().flatten().map(|message| match message {
+            ToShard::Grant { units, .. } => *units,
+            _ => 0,
+        });
+        grants.sum()
+    }
+
+    /// Units nobody holds yet: the pool, units a reclaim has gathered, every slice, and grants on their way.
+    fn remaining(&self) -> u64 {
+        let reclaiming = self.reclaim.as_ref().map_or(0, |reclaim| reclaim.reclaimed);
+        self.pool.units()
+            + reclaiming
+            + self.shards.iter().map(|book| book.counts().available).sum::<u64>()
+            + self.in_transit()
+    }
+
+    fn check_conservation(&self) {
+        let held: u64 = self.shards.iter().map(|book| book.counts().in_flight + book.counts().reserved).sum();
+        assert_eq!(self.remaining() + held, self.stock, "pool + slices + in flight + reserved != stock");
+    }
+
+    fn quiesce(&mut self) {
+        for _ in 0..100_000 {
+            if let Some(shard) = self.shard_mail.iter().position(|mail| !mail.is_empty()) {
+                self.deliver_to_shard(shard);
+            } else if self.reclaim.is_some() || !self.product_mail.is_empty() {
+                self.deliver_to_product();
+            } else if !self.journal.is_empty() {
+                self.resolve_journal(0, true);
+            } else {
+                return;
+            }
+            self.check_conservation();
+        }
+        panic!("the model did not settle");
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..12, 1u8..=3, proptest::option::of(0u8..3))
+            .prop_map(|(user, quantity, key)| Op::Buy { user, quantity, key }),
+        4 => (0u8..4).prop_map(Op::DeliverToShard),
+        2 => Just(Op::DeliverToProduct),
+        2 => (any::<u8>(), prop::bool::weighted(0.8)).prop_map(|(pick, ok)| Op::Journal { pick, ok }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn stock_is_conserved_limits_hold_and_no_sold_out_while_stock_remains(
+        stock in 0u64..40,
+        shard_count in 1usize..=4,
+        limit in 1u32..=3,
+        ops in prop::collection::vec(op(), 0..300),
+    ) {
+        let mut model = Model::new(stock, shard_count, limit);
+        for op in &ops {
+            model.step(op);
+        }
+        model.quiesce();
+
+        // Every buyer got exactly one answer once everything settled.
+        prop_assert_eq!(model.answers.len() as u64, model.next_request);
+        // Nothing is left in flight, and what was accepted is exactly what the shards reserved.
+        let reserved: u64 = model.shards.iter().map(|book| book.counts().reserved).sum();
+        let accepted: u64 = model.held_by_user.values().map(|&units| u64::from(units)).sum();
+        prop_assert_eq!(reserved, accepted);
+
+        // No undersell: whatever is left can still be bought by a newcomer on any shard.
+        let left = model.remaining();
+        for shard in 0..shard_count {
+            let newcomer = (1_000..)
+                .map(|id| UserId::try_from(id).unwrap())
+                .find(|user| model.shard_of(*user) == shard)
+                .unwrap();
+            let request = model.buy(newcomer, 1, None);
+            model.quiesce();
+            let sold = model.answers[&request].is_ok();
+            prop_assert_eq!(sold, left > 0, "left {} before a newcomer on shard {}", left, shard);
+            if left > 0 {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The StockShard actor: serialises the purchases of the users hashed to it through its mailbox and turns the
+//! decisions of its `ShardBook` into messages — replies to buyers, appends to the journal writer, requests to the
+//! product's pool. It never waits on anything: the journal's answer comes back as a message.
+
+pub mod book;
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use self::book::{Effect, Outcome, PurchaseRequest, ShardBook, ShardCounts, ShardSnapshot};
+use super::catalog::Gauges;
+use super::journal_writer::{AppendFailed, WriterMsg};
+use super::product::ProductMsg;
+use crate::domain::{JournalEvent, OrderId, Position, Timestamp};
+
+pub struct StockShard;
+
+pub type BuyerReply = RpcReplyPort<Outcome>;
+
+pub struct ShardArgs {
+    pub index: usize,
+    pub book: ShardBook<BuyerReply>,
+    pub product: ActorRef<ProductMsg>,
+    pub writer: ActorRef<WriterMsg>,
+    pub gauges: Arc<Gauges>,
+}
+
+pub struct ShardState {
+    index: usize,
+    book: ShardBook<BuyerReply>,
+    product: ActorRef<ProductMsg>,
+    writer: ActorRef<WriterMsg>,
+    gauges: Arc<Gauges>,
+}
+
+pub enum ShardMsg {
+    Purchase(PurchaseRequest<BuyerReply>),
+    Journaled { order_id: OrderId, result: Result<Position, AppendFailed> },
+    Grant { units: u64, last: bool },
+    SellOut,
+    Reopen,
+    Surrender(RpcReplyPort<u64>),
+    Counts(RpcReplyPort<ShardCounts>),
+    Snapshot(RpcReplyPort<ShardSnapshot>),
+}
+
+impl Actor for StockShard {
+    type Msg = ShardMsg;
+    type State = ShardState;
+    type Arguments = ShardArgs;
+
+    async fn pre_start(&self, _: ActorRef<ShardMsg>, args: ShardArgs) -> Result<ShardState, ActorProcessingErr> {
+        let ShardArgs { index, book, product, writer, gauges } = args;
+        Ok(ShardState { index, book, product, writer, gauges })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        message: ShardMsg,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        let before = state.taken();
+        let now = Timestamp::now();
+        let effects = match message {
+            ShardMsg::Purchase(request) => state.book.purchase(request, now),
+            ShardMsg::Journaled { order_id, result: Ok(position) } => state.book.committed(order_id, position),
+            ShardMsg::Journaled { order_id, result: Err(AppendFailed) } => state.book.failed(order_id, now),
+            ShardMsg::Grant { units, last } => state.book.grant(units, last, now),
+            ShardMsg::SellOut => state.book.sell_out(now),
+            ShardMsg::Reopen => {
+                state.book.reopen();
+                Vec::new()
+            }
+            ShardMsg::Surrender(reply) => {
+                let _ = reply.send(state.book.surrender());
+                Vec::new()
+            }
+            ShardMsg::Counts(reply) => {
+                let _ = reply.send(state.book.counts());
+                Vec::new()
+            }
+            ShardMsg::Snapshot(reply) => {
+                let _ = reply.send(state.book.snapshot());
+                Vec::new()
+            }
+        };
+        state.perform(&myself, effects, now);
+        state.gauges.record(before, state.taken());
+        Ok(())
+    }
+}
+
+impl ShardState {
+    fn taken(&self) -> u64 {
+        let counts = self.book.counts();
+        counts.in_flight + counts.reserved
+    }
+
+    fn perform(&mut self, myself: &ActorRef<ShardMsg>, effects: Vec<Effect<BuyerReply>>, now: Timestamp) {
+        let mut queue = effects;
+        while !queue.is_empty() {
+            let mut follow_up = Vec::new();
+            for effect in queue {
+                match effect {
+                    Effect::Reply(reply, outcome) => {
+                        let _ = reply.send(outcome);
+                    }
+                    Effect::Append(reservation) => {
+                        let order_id = reservation.order_id;
+                        let shard = myself.clone();
+                        let append = WriterMsg::Append {
+                            event: JournalEvent::Reserved(reservation),
+                            ack: Box::new(move |result| {
+                                let _ = shard.cast(ShardMsg::Journaled { order_id, result });
+                            }),
+                        };
+                        if self.writer.cast(append).is_err() {
+                            follow_up.extend(self.book.failed(order_id, now));
+                        }
+                    }
+                    Effect::AskPool { want } => {
+                        let _ = self.product.cast(ProductMsg::NeedStock { shard: self.index, want });
+                    }
+                    Effect::StockReturned { units } => {
+                        let _ = self.product.cast(ProductMsg::StockReturned { units });
+                    }
+                }
+            }
+            queue = follow_up;
+        }
+    }
+}

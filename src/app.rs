@@ -1,0 +1,110 @@
+//! Building and stopping the whole service: database and migrations, the admin account, the actor system, and the
+//! HTTP server on its listener. `main` and the integration tests start the service the same way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::distr::{Alphanumeric, SampleString};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::actors::{Engine, EngineError};
+use crate::config::Settings;
+use crate::domain::{PasswordHash, PlainPassword, Username};
+use crate::http::{self, AppState, Tokens};
+use crate::persistence::{Database, DbError, Journal, SnapshotStore, SqlJournal, SqlSnapshots};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("admin account: {0}")]
+    Admin(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running service.
+pub struct App {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    stop_serving: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+impl App {
+    /// Connects, migrates, recovers every product and starts listening (port 0 picks a free port).
+    pub async fn start(settings: &Settings) -> Result<Self, StartError> {
+        let db = open_database(settings)?;
+        let admin_hash = bootstrap_admin(&db, settings).await?;
+        let journal: Arc<dyn Journal> = Arc::new(SqlJournal::new(db.clone()));
+        let snapshots: Arc<dyn SnapshotStore> = Arc::new(SqlSnapshots::new(db.clone()));
+        let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, settings.engine()).await?);
+        let state = AppState {
+            engine: Arc::clone(&engine),
+            db,
+            tokens: Arc::new(Tokens::new(
+                settings.auth.jwt_secret.expose(),
+                Duration::from_secs(settings.auth.token_ttl_secs),
+            )),
+            default_shards: settings.default_shards(),
+            body_limit: settings.server.body_limit_bytes,
+            decoy_hash: admin_hash,
+        };
+        let listen = settings.server.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: listen, source })?;
+        let (stop_serving, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(http::serve(listener, http::routes(state), async move {
+            let _ = stopped.await;
+        }));
+        tracing::info!(%addr, "seckill listening");
+        Ok(Self { addr, engine, stop_serving, server })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking requests, lets open ones finish, flushes the journal and snapshots every product.
+    pub async fn stop(self) {
+        let _ = self.stop_serving.send(());
+        let _ = self.server.await;
+        self.engine.shutdown().await;
+        tracing::info!("seckill stopped");
+    }
+}
+
+/// Opens the configured database and applies its migrations.
+pub fn open_database(settings: &Settings) -> Result<Database, DbError> {
+    let db = Database::connect(
+        settings.database.url.expose(),
+        settings.database.pool_size,
+        Duration::from_millis(settings.database.connect_timeout_ms),
+    )?;
+    let applied = db.migrate()?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    Ok(db)
+}
+
+/// Makes sure the configured admin can log in with the configured password; returns a hash of a throwaway
+/// password for the login decoy.
+async fn bootstrap_admin(db: &Database, settings: &Settings) -> Result<PasswordHash, StartError> {
+    let name = Username::try_from(settings.admin.username.clone()).map_err(|err| StartError::Admin(err.to_string()))?;
+    let password = PlainPassword::try_from(settings.admin.password.expose().to_owned())
+        .map_err(|err| StartError::Admin(err.to_string()))?;
+    let decoy = PlainPassword::try_from(Alphanumeric.sample_string(&mut rand::rng(), 32))
+        .map_err(|err| StartError::Admin(err.to_string()))?;
+    let (hash, decoy) = tokio::task::spawn_blocking(move || (PasswordHash::of(&password), PasswordHash::of(&decoy)))
+        .await
+        .map_err(|err| StartError::Admin(err.to_string()))?;
+    db.ensure_admin(name, hash).await?;
+    Ok(decoy)
+}

@@ -1,0 +1,245 @@
+//! `seckill bench`: a flash crowd driven against a running service over HTTP, reported as throughput, latency
+//! percentiles and correctness counts.
+//!
+//! The bench is shaped by what it must not distort:
+//!
+//! - Buyers are minted before the clock starts (`/admin/users/bulk`, which skips argon2), so the measured phase is
+//!   nothing but purchases: each buyer sends exactly one, `--concurrency` workers pull buyers from a shared counter,
+//!   and each worker keeps its own latency histogram, merged once the phase is over.
+//! - Correctness is read back from the server, not inferred from responses: after the load the bench waits for the
+//!   order projector to catch up with the journal, then compares the product's order rows with every order the
+//!   service acknowledged. Oversold, unsold, lost or duplicated units fail the run.
+//! - The `--baseline` is measured in the same run, against the same server, with the same client and concurrency
+//!   for as long as the purchase phase took, so "purchases per second" can be read as a fraction of what the HTTP
+//!   stack alone delivers on this machine.
+
+mod api;
+mod audit;
+mod load;
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::Rng;
+
+use api::{Api, Buyer, NewProduct, MAX_BULK_BUYERS};
+use audit::{Accepted, Correctness, Expectation};
+use load::{PhaseStats, Until};
+use report::{Baseline, Report, Settlement};
+use workload::{Healthz, Purchase, QUANTITY};
+
+/// How many bulk-account requests run at once while buyers are prepared.
+const PREPARE_PARALLELISM: usize = 4;
+/// How long any single request may take, in the measured phases and out of them.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the projector is asked whether it has caught up.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
+/// The shortest healthz baseline, however quick the purchase phase was.
+const MIN_BASELINE: Duration = Duration::from_secs(1);
+/// What each unit costs; irrelevant to the bench, required by the service.
+const PRICE_CENTS: i64 = 100;
+
+/// Options of `seckill bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Base URL of the running service.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Admin account that creates the sale and the buyers.
+    #[arg(long, default_value = "admin")]
+    admin_user: String,
+    /// Password of the admin account.
+    #[arg(long, env = "SECKILL_BENCH_ADMIN_PASSWORD", default_value = "admin-dev-password", hide_env_values = true)]
+    admin_password: String,
+    /// Units on sale.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    stock: u64,
+    /// Buyers in the crowd; each sends exactly one purchase.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    users: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    concurrency: usize,
+    /// Units one buyer may hold.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    per_user_limit: u32,
+    /// Stock shards of the product (the service's default if not given).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    shards: Option<u32>,
+    /// Also measure GET /healthz for as long as the purchase phase took, and report the ratio.
+    #[arg(long)]
+    baseline: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// How long to wait, after the load, for the order projector to catch up.
+    #[arg(long, default_value_t = 120)]
+    settle_timeout_secs: u64,
+}
+
+/// Runs the bench; fails (after printing the report) if the projector never caught up or a unit went astray.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let http = http_client(args.concurrency)?;
+    let api = Api::login(http.clone(), &args.url, &args.admin_user, &args.admin_password).await?;
+    let product = api.create_product(&new_product(&args)).await?;
+    let buyers = prepare_buyers(&api, args.users).await?;
+
+    let purchase = Purchase::new(http.clone(), api.endpoint(&format!("/api/v1/products/{product}/purchase"))?, buyers);
+    let until = purchase.until();
+    let purchases = load::drive(purchase, args.concurrency, until, "purchasing").await?;
+    let settlement = settle(&api, Duration::from_secs(args.settle_timeout_secs)).await?;
+    let correctness =
+        if settlement.caught_up { Some(verify(&api, product, &args, &purchases.accepted).await?) } else { None };
+    let baseline = if args.baseline {
+        Some(measure_baseline(&api, http, args.concurrency, &purchases.stats).await?)
+    } else {
+        None
+    };
+
+    let report = Report {
+        url: args.url.clone(),
+        product_id: product,
+        users: args.users,
+        stock: args.stock,
+        concurrency: args.concurrency,
+        purchase: purchases.stats,
+        projector: settlement,
+        correctness,
+        baseline,
+    };
+    report::emit(&report, args.json.as_deref())?;
+    report.verdict()
+}
+
+/// One client for everything: HTTP/1.1 keep-alive with an idle pool that holds every worker's connection.
+fn http_client(concurrency: usize) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(concurrency)
+        .timeout(REQUEST_TIMEOUT)
+        .tcp_nodelay(true)
+        .build()
+        .context("building the HTTP client")
+}
+
+fn new_product(args: &BenchArgs) -> NewProduct {
+    NewProduct {
+        name: format!("bench {}", random_tag()),
+        price_cents: PRICE_CENTS,
+        stock: args.stock,
+        per_user_limit: args.per_user_limit,
+        shards: args.shards,
+    }
+}
+
+/// Eight random lowercase letters and digits, so that names from different runs do not collide.
+fn random_tag() -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(8)
+        .map(|byte| char::from(byte).to_ascii_lowercase())
+        .collect()
+}
+
+/// Mints `count` buyers with tokens, in bulk requests of at most `MAX_BULK_BUYERS`, each under its own prefix.
+async fn prepare_buyers(api: &Api, count: usize) -> Result<Vec<Buyer>> {
+    let run = random_tag();
+    let progress = progress_bar(Some(count), "preparing buyers")?;
+    let batches: Vec<Vec<Buyer>> = futures::stream::iter(chunk_sizes(count, MAX_BULK_BUYERS).enumerate())
+        .map(|(index, size)| {
+            let prefix = format!("bench-{run}-{index}");
+            let progress = &progress;
+            async move {
+                let buyers = api.create_buyers(&prefix, size).await?;
+                progress.inc(buyers.len() as u64);
+                Ok::<_, anyhow::Error>(buyers)
+            }
+        })
+        .buffered(PREPARE_PARALLELISM)
+        .try_collect()
+        .await?;
+    progress.finish_and_clear();
+    Ok(batches.into_iter().flatten().collect())
+}
+
+/// Sizes of the batches that make up `total`, none larger than `max`.
+fn chunk_sizes(total: usize, max: usize) -> impl Iterator<Item = usize> {
+    (0..total).step_by(max).map(move |start| max.min(total - start))
+}
+
+/// A bar over `len` steps, or a counting spinner when the length is unknown; hidden when stderr is no terminal.
+fn progress_bar(len: Option<usize>, message: &'static str) -> Result<ProgressBar> {
+    let (bar, template) = match len {
+        Some(len) => (ProgressBar::new(len as u64), "{msg:18} [{bar:40}] {pos}/{len} {per_sec} eta {eta}"),
+        None => (ProgressBar::no_length(), "{spinner} {msg:18} {pos} requests {per_sec}"),
+    };
+    let style = ProgressStyle::with_template(template).context("progress bar template")?.progress_chars("=> ");
+    let bar = bar.with_style(style).with_message(message);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Ok(bar)
+}
+
+/// Waits until the projector has written every journaled order, or until `timeout` after the load ended.
+async fn settle(api: &Api, timeout: Duration) -> Result<Settlement> {
+    let load_ended = Instant::now();
+    loop {
+        let status = api.projector().await?;
+        let waited = load_ended.elapsed();
+        if status.caught_up || waited >= timeout {
+            return Ok(Settlement {
+                caught_up: status.caught_up,
+                catch_up_secs: waited.as_secs_f64(),
+                orders_per_second: status.projector.orders_per_second,
+            });
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+}
+
+/// Reads the product's orders and stock view back and checks them against what the purchase phase was told.
+async fn verify(api: &Api, product: i64, args: &BenchArgs, accepted: &[Accepted]) -> Result<Correctness> {
+    let (rows, view) = tokio::try_join!(api.orders(product), api.product(product))?;
+    let expectation = Expectation {
+        stock: args.stock,
+        buyers: args.users as u64,
+        units_per_buyer: QUANTITY.min(u64::from(args.per_user_limit)),
+    };
+    Ok(audit::audit(&expectation, accepted, &rows, view.invariant_holds))
+}
+
+/// Drives GET /healthz with the purchase phase's concurrency for as long as that phase took (at least a second).
+async fn measure_baseline(
+    api: &Api,
+    http: reqwest::Client,
+    concurrency: usize,
+    purchases: &PhaseStats,
+) -> Result<Baseline> {
+    let healthz = Healthz::new(http, api.endpoint("/healthz")?);
+    let duration = purchases.duration.max(MIN_BASELINE);
+    let phase = load::drive(healthz, concurrency, Until::Elapsed(duration), "healthz baseline").await?;
+    Ok(Baseline::compare(purchases, phase.stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_total_without_exceeding_the_maximum() {
+        assert_eq!(chunk_sizes(25_000, 10_000).collect::<Vec<_>>(), vec![10_000, 10_000, 5_000]);
+        assert_eq!(chunk_sizes(10_000, 10_000).collect::<Vec<_>>(), vec![10_000]);
+        assert_eq!(chunk_sizes(1, 10_000).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn tags_are_usable_in_usernames() {
+        let tag = random_tag();
+        assert_eq!(tag.len(), 8);
+        assert!(tag.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+}

@@ -1,0 +1,153 @@
+//! The bench's report: a human summary on stderr, the same figures as JSON on stdout (and optionally in a file),
+//! and the verdict that decides the exit status.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use super::audit::Correctness;
+use super::load::{LatencySummary, PhaseStats};
+
+/// Everything one run measured.
+#[derive(Serialize)]
+pub(super) struct Report {
+    pub url: String,
+    pub product_id: i64,
+    pub users: usize,
+    pub stock: u64,
+    pub concurrency: usize,
+    #[serde(flatten)]
+    pub purchase: PhaseStats,
+    pub projector: Settlement,
+    /// Absent when the projector never caught up, so there was nothing trustworthy to check.
+    pub correctness: Option<Correctness>,
+    pub baseline: Option<Baseline>,
+}
+
+/// How the order projector fared after the load.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Settlement {
+    pub caught_up: bool,
+    /// From the end of the load until the projector reported it had caught up (or the wait gave up).
+    pub catch_up_secs: f64,
+    pub orders_per_second: f64,
+}
+
+/// The healthz baseline next to the purchase phase.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Baseline {
+    pub healthz_requests: u64,
+    pub healthz_rps: f64,
+    pub healthz_latency_ms: LatencySummary,
+    pub healthz_outcomes: BTreeMap<String, u64>,
+    pub purchase_to_healthz_ratio: f64,
+}
+
+impl Baseline {
+    pub fn compare(purchase: &PhaseStats, healthz: PhaseStats) -> Self {
+        let ratio = if healthz.throughput_rps > 0.0 { purchase.throughput_rps / healthz.throughput_rps } else { 0.0 };
+        Self {
+            healthz_requests: healthz.requests,
+            healthz_rps: healthz.throughput_rps,
+            healthz_latency_ms: healthz.latency_ms,
+            healthz_outcomes: healthz.outcomes,
+            purchase_to_healthz_ratio: ratio,
+        }
+    }
+}
+
+impl Report {
+    /// Fails if correctness could not be checked, or if a unit was oversold, left unsold, lost or duplicated.
+    pub fn verdict(&self) -> Result<()> {
+        let Some(correctness) = &self.correctness else {
+            bail!(
+                "the order projector did not catch up within {:.0} s; correctness was not checked",
+                self.projector.catch_up_secs
+            );
+        };
+        let failures = correctness.failures();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> = failures.iter().map(|(name, count)| format!("{name} {count}")).collect();
+        bail!("correctness check failed: {}", listed.join(", "))
+    }
+}
+
+/// Prints the summary to stderr and the JSON report to stdout, and writes the JSON to `json_path` if given.
+pub(super) fn emit(report: &Report, json_path: Option<&Path>) -> Result<()> {
+    print_summary(report);
+    let json = serde_json::to_string_pretty(report).context("serializing the report")?;
+    if let Some(path) = json_path {
+        std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{json}");
+    Ok(())
+}
+
+fn print_summary(report: &Report) {
+    let purchase = &report.purchase;
+    eprintln!("seckill bench against {} (product {})", report.url, report.product_id);
+    eprintln!("  users {}, stock {}, concurrency {}", report.users, report.stock, report.concurrency);
+    eprintln!(
+        "  purchases: {} requests in {:.2} s, {:.0} req/s",
+        purchase.requests,
+        purchase.duration.as_secs_f64(),
+        purchase.throughput_rps
+    );
+    eprintln!("  latency: {}", latency_line(&purchase.latency_ms));
+    eprintln!("  outcomes:");
+    for (label, count) in &purchase.outcomes {
+        eprintln!("    {label:<28} {count:>10}");
+    }
+    print_projector(&report.projector);
+    match &report.correctness {
+        Some(correctness) => print_correctness(correctness),
+        None => eprintln!("  correctness: not checked"),
+    }
+    if let Some(baseline) = &report.baseline {
+        print_baseline(baseline);
+    }
+}
+
+fn print_projector(settlement: &Settlement) {
+    let state = if settlement.caught_up { "caught up" } else { "still behind" };
+    eprintln!(
+        "  projector: {state} {:.2} s after the load, {:.0} orders/s",
+        settlement.catch_up_secs, settlement.orders_per_second
+    );
+}
+
+fn print_correctness(correctness: &Correctness) {
+    eprintln!(
+        "  correctness: oversold {}, unsold {}, lost {}, duplicate {} (accepted {}, orders {}, units {}, phantom {}, invariant {})",
+        correctness.oversold,
+        correctness.unsold,
+        correctness.lost,
+        correctness.duplicate,
+        correctness.accepted,
+        correctness.orders,
+        correctness.units_ordered,
+        correctness.phantom,
+        if correctness.invariant_holds { "holds" } else { "BROKEN" }
+    );
+    if let Some(note) = &correctness.note {
+        eprintln!("  note: {note}");
+    }
+}
+
+fn print_baseline(baseline: &Baseline) {
+    eprintln!(
+        "  baseline: healthz {:.0} req/s, p99 {:.2} ms; purchase/healthz ratio {:.3}",
+        baseline.healthz_rps, baseline.healthz_latency_ms.p99, baseline.purchase_to_healthz_ratio
+    );
+}
+
+fn latency_line(latency: &LatencySummary) -> String {
+    format!(
+        "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        latency.p50, latency.p90, latency.p99, latency.p99_9, latency.max
+    )
+}

@@ -1,0 +1,143 @@
+//! What the workers send: one purchase per prepared buyer, or `GET /healthz` for the baseline. Every answer becomes
+//! an outcome label — the status plus the problem's `code` when there is one, or the kind of transport failure.
+
+use bytes::Bytes;
+use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::api::{Buyer, ProblemBody};
+use super::audit::Accepted;
+use super::load::{Outcome, Until, Workload};
+
+/// Units each buyer asks for.
+pub(super) const QUANTITY: u64 = 1;
+
+#[derive(Serialize)]
+struct PurchaseBody {
+    quantity: u64,
+}
+
+#[derive(Deserialize)]
+struct Receipt {
+    order_id: String,
+}
+
+/// One purchase per buyer, each with a fresh idempotency key.
+pub(super) struct Purchase {
+    http: Client,
+    url: Url,
+    buyers: Vec<Buyer>,
+}
+
+impl Purchase {
+    pub fn new(http: Client, url: Url, buyers: Vec<Buyer>) -> Self {
+        Self { http, url, buyers }
+    }
+
+    /// One ticket per buyer.
+    pub fn until(&self) -> Until {
+        Until::Tickets(self.buyers.len())
+    }
+}
+
+impl Workload for Purchase {
+    async fn send(&self, ticket: usize) -> Outcome {
+        // Tickets stay below `until()`'s count, the number of buyers.
+        let buyer = &self.buyers[ticket];
+        let request = self
+            .http
+            .post(self.url.clone())
+            .bearer_auth(&buyer.access_token)
+            .header("Idempotency-Key", Uuid::now_v7().to_string())
+            .json(&PurchaseBody { quantity: QUANTITY });
+        match exchange(request).await {
+            Ok((status, body)) if status == StatusCode::ACCEPTED => receipt(&body, buyer.user_id),
+            Ok((status, body)) => Outcome::labelled(status_label(status, &body)),
+            Err(label) => Outcome::labelled(label),
+        }
+    }
+}
+
+/// `GET /healthz`, the cheapest request the service answers.
+pub(super) struct Healthz {
+    http: Client,
+    url: Url,
+}
+
+impl Healthz {
+    pub fn new(http: Client, url: Url) -> Self {
+        Self { http, url }
+    }
+}
+
+impl Workload for Healthz {
+    async fn send(&self, _ticket: usize) -> Outcome {
+        match exchange(self.http.get(self.url.clone())).await {
+            Ok((status, body)) => Outcome::labelled(status_label(status, &body)),
+            Err(label) => Outcome::labelled(label),
+        }
+    }
+}
+
+/// Sends `request` and reads the whole answer; a transport failure comes back as its outcome label.
+async fn exchange(request: RequestBuilder) -> Result<(StatusCode, Bytes), String> {
+    let response = request.send().await.map_err(|err| transport_label(&err))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|err| transport_label(&err))?;
+    Ok((status, body))
+}
+
+/// A 202's outcome: the order it names, won by `user_id`.
+fn receipt(body: &[u8], user_id: i64) -> Outcome {
+    match serde_json::from_slice::<Receipt>(body) {
+        Ok(receipt) => Outcome {
+            label: StatusCode::ACCEPTED.as_str().to_owned(),
+            accepted: Some(Accepted { order_id: receipt.order_id, user_id }),
+        },
+        Err(_) => Outcome::labelled(format!("{} without order_id", StatusCode::ACCEPTED.as_str())),
+    }
+}
+
+/// `409 SOLD_OUT` for a problem, the bare status otherwise.
+fn status_label(status: StatusCode, body: &[u8]) -> String {
+    match ProblemBody::parse(body) {
+        Some(problem) => format!("{} {}", status.as_str(), problem.code),
+        None => status.as_str().to_owned(),
+    }
+}
+
+fn transport_label(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connect"
+    } else if err.is_body() || err.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    format!("error: {kind}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_the_status_and_the_problem_code() {
+        let sold_out = br#"{"type":"/problems/sold-out","status":409,"code":"SOLD_OUT"}"#;
+        assert_eq!(status_label(StatusCode::CONFLICT, sold_out), "409 SOLD_OUT");
+        assert_eq!(status_label(StatusCode::OK, br#"{"status":"ok"}"#), "200");
+        assert_eq!(status_label(StatusCode::BAD_GATEWAY, b"<html>"), "502");
+    }
+
+    #[test]
+    fn a_receipt_carries_the_order_to_its_buyer() {
+        let won = receipt(br#"{"order_id":"0190-abc","status":"reserved","pay_before":"x"}"#, 42);
+        assert_eq!(won.label, "202");
+        assert_eq!(won.accepted, Some(Accepted { order_id: "0190-abc".into(), user_id: 42 }));
+        let garbled = receipt(b"{}", 42);
+        assert_eq!((garbled.label.as_str(), garbled.accepted), ("202 without order_id", None));
+    }
+}

@@ -1,0 +1,181 @@
+//! Settings: `config/default.toml` (or the file given with `--config`), then `SECKILL__SECTION__KEY` environment
+//! variables on top. Secrets are wrapped so that printing the settings never shows them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::actors::EngineSettings;
+use crate::domain::ShardCount;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub journal: JournalSettings,
+    pub snapshots: SnapshotSettings,
+    pub projector: ProjectorSettings,
+    pub sale: SaleSettings,
+    pub supervision: SupervisionSettings,
+    pub auth: AuthSettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub body_limit_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub pool_size: u32,
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JournalSettings {
+    pub max_batch: usize,
+    pub linger_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SnapshotSettings {
+    pub every_units: u64,
+    pub every_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProjectorSettings {
+    pub batch: usize,
+    pub poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SaleSettings {
+    pub payment_window_secs: u64,
+    pub purchase_timeout_ms: u64,
+    pub default_shards: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SupervisionSettings {
+    pub backoff_base_ms: u64,
+    pub backoff_factor: u32,
+    pub backoff_cap_ms: u64,
+    pub max_restarts: usize,
+    pub restart_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: Secret,
+    pub token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminSettings {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A value that must never reach a log: `Debug` prints `<redacted>`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads `path` (default `config/default.toml`), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let path = path.unwrap_or(Path::new("config/default.toml"));
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from(path))
+            .add_source(config::Environment::with_prefix("SECKILL").prefix_separator("__").separator("__"))
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|err| ConfigError(format!("{}: {err}", path.display())))?;
+        if settings.auth.jwt_secret.expose().len() < 32 {
+            return Err(ConfigError("auth.jwt_secret must be at least 32 characters".into()));
+        }
+        Ok(settings)
+    }
+
+    pub fn default_shards(&self) -> ShardCount {
+        ShardCount::try_from(i64::from(self.sale.default_shards)).unwrap_or_else(|_| ShardCount::per_core())
+    }
+
+    pub fn engine(&self) -> EngineSettings {
+        let supervision = &self.supervision;
+        EngineSettings {
+            pay_within: Duration::from_secs(self.sale.payment_window_secs),
+            purchase_timeout: Duration::from_millis(self.sale.purchase_timeout_ms),
+            journal_max_batch: self.journal.max_batch,
+            journal_linger: Duration::from_millis(self.journal.linger_ms),
+            snapshot_every_units: self.snapshots.every_units,
+            snapshot_every: Duration::from_secs(self.snapshots.every_secs),
+            projector_batch: self.projector.batch,
+            projector_poll: Duration::from_millis(self.projector.poll_ms),
+            retry: crate::actors::Backoff {
+                base: Duration::from_millis(supervision.backoff_base_ms),
+                factor: supervision.backoff_factor,
+                cap: Duration::from_millis(supervision.backoff_cap_ms),
+            },
+            max_restarts: supervision.max_restarts,
+            restart_window: Duration::from_secs(supervision.restart_window_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_loads_and_hides_secrets() {
+        let settings = Settings::load(None).expect("config/default.toml loads");
+        assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains(settings.auth.jwt_secret.expose()));
+        assert!(!printed.contains(settings.admin.password.expose()));
+    }
+}

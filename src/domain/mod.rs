@@ -1,0 +1,19 @@
+//! Plain types of the sale: built by parsing, so every value that exists is valid. No I/O lives here.
+
+mod account;
+mod clock;
+mod events;
+mod ids;
+mod order;
+mod parse;
+mod product;
+mod quantity;
+
+pub use account::{PasswordHash, PlainPassword, Role, Username};
+pub use clock::Timestamp;
+pub use events::{JournalEvent, Recorded, Reservation};
+pub use ids::{IdempotencyKey, OrderId, Position, ProductId, UserId};
+pub use order::{Order, OrderStatus, StockSnapshot};
+pub use parse::ParseError;
+pub use product::{Product, ProductDraft, SalePhase, SaleWindow};
+pub use quantity::{PerUserLimit, Quantity, ShardCount, StockLevel};

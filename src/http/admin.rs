@@ -1,0 +1,99 @@
+//! What an admin runs a sale with: create it, watch every unit's whereabouts live, audit its orders, prepare load
+//! test accounts, and see whether the order projection has caught up.
+
+use serde::Deserialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Reply;
+
+use super::auth::Caller;
+use super::extract::segment;
+use super::problem::Problem;
+use super::AppState;
+use crate::domain::{
+    PerUserLimit, ProductDraft, ProductId, Role, SaleWindow, ShardCount, StockLevel, Timestamp, Username,
+};
+use crate::persistence::MAX_BULK_ACCOUNTS;
+
+/// How long a sale lasts when the admin gives no end.
+const DEFAULT_SALE_LENGTH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    name: String,
+    price_cents: i64,
+    stock: StockLevel,
+    per_user_limit: Option<PerUserLimit>,
+    shards: Option<ShardCount>,
+    starts_at: Option<Timestamp>,
+    ends_at: Option<Timestamp>,
+}
+
+pub async fn create_product(state: AppState, _: Caller, body: NewProduct) -> Result<Response, Problem> {
+    let starts_at = body.starts_at.unwrap_or_else(Timestamp::now);
+    let ends_at = body.ends_at.unwrap_or_else(|| starts_at.plus(DEFAULT_SALE_LENGTH));
+    let draft = ProductDraft {
+        name: ProductDraft::parse_name(body.name)?,
+        price_cents: ProductDraft::parse_price(body.price_cents)?,
+        stock: body.stock,
+        per_user_limit: body.per_user_limit.unwrap_or(PerUserLimit::try_from(1)?),
+        shards: body.shards.unwrap_or(state.default_shards),
+        window: SaleWindow::new(starts_at, ends_at)?,
+    };
+    let product = state.engine.create_product(draft).await?;
+    Ok(warp::reply::with_status(warp::reply::json(&product), StatusCode::CREATED).into_response())
+}
+
+pub async fn inspect(state: AppState, id: String, _: Caller) -> Result<Response, Problem> {
+    let id: ProductId = segment(&id)?;
+    Ok(warp::reply::json(&state.engine.inspect(id).await?).into_response())
+}
+
+pub async fn product_orders(state: AppState, id: String, _: Caller) -> Result<Response, Problem> {
+    let id: ProductId = segment(&id)?;
+    Ok(warp::reply::json(&state.engine.orders_of_product(id).await?).into_response())
+}
+
+pub async fn projector(state: AppState, _: Caller) -> Result<Response, Problem> {
+    let status = state.engine.projector_status().await?;
+    let head = state.engine.journal_head().await?;
+    let body = serde_json::json!({
+        "projector": status,
+        "journal_head": head,
+        "caught_up": head.is_none_or(|head| status.position >= head),
+        "product_restarts": state.engine.restarts().await?,
+    });
+    Ok(warp::reply::json(&body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkAccounts {
+    prefix: Username,
+    count: usize,
+}
+
+/// Accounts `{prefix}-1` … `{prefix}-{count}` that cannot log in, each with a token: load tests use them so that
+/// they measure purchases, not argon2.
+pub async fn bulk_accounts(state: AppState, _: Caller, body: BulkAccounts) -> Result<Response, Problem> {
+    if !(1..=MAX_BULK_ACCOUNTS).contains(&body.count) {
+        return Err(Problem::invalid(format!("count must be from 1 to {MAX_BULK_ACCOUNTS}")).with("field", "count"));
+    }
+    let ids = match state.db.create_accounts(body.prefix, body.count).await {
+        Ok(ids) => ids,
+        Err(err) if err.is_unique_violation() => {
+            return Err(Problem::new(StatusCode::CONFLICT, "USERNAME_TAKEN", "accounts with that prefix exist"));
+        }
+        Err(err) => return Err(Problem::backend(&err)),
+    };
+    let users = ids
+        .into_iter()
+        .map(|id| {
+            let token = state.tokens.issue(id, Role::Customer)?;
+            Ok(serde_json::json!({ "user_id": id, "access_token": token.access_token }))
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
+    let body = serde_json::json!({ "users": users });
+    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
+}

@@ -1,0 +1,137 @@
+//! Accounts and tokens: register and login (argon2id hashes, checked on blocking threads), HS256 JWTs with an
+//! expiry, and the filters that turn a bearer token into the caller — or into a 401/403 problem.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::problem::Problem;
+use super::AppState;
+use crate::domain::{PasswordHash, PlainPassword, Role, Timestamp, UserId, Username};
+
+/// Who is calling, as the token says.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub user: UserId,
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    role: Role,
+    iat: i64,
+    exp: i64,
+}
+
+/// Signs and checks tokens.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+/// A signed token and how long it lives.
+#[derive(Debug, Serialize)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+}
+
+impl Tokens {
+    pub fn new(secret: &str, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn issue(&self, user: UserId, role: Role) -> Result<IssuedToken, Problem> {
+        let now = Timestamp::now().millis() / 1000;
+        let claims = Claims { sub: user.to_string(), role, iat: now, exp: now + self.ttl.as_secs() as i64 };
+        let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|err| Problem::backend(&err))?;
+        Ok(IssuedToken { access_token, token_type: "Bearer", expires_in: self.ttl.as_secs() })
+    }
+
+    fn verify(&self, token: &str) -> Option<Caller> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?.claims;
+        Some(Caller { user: claims.sub.parse().ok()?, role: claims.role })
+    }
+}
+
+/// The caller named by a valid `Authorization: Bearer` token, or a 401.
+pub fn caller(tokens: Arc<Tokens>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let tokens = Arc::clone(&tokens);
+        async move {
+            let header = header.ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <token>"))?;
+            header
+                .strip_prefix("Bearer ")
+                .and_then(|token| tokens.verify(token.trim()))
+                .ok_or_else(|| warp::reject::custom(Problem::unauthorized("the token is invalid or expired")))
+        }
+    })
+}
+
+/// Like `caller`, but only for admins (403 for anyone else).
+pub fn admin(tokens: Arc<Tokens>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    caller(tokens).and_then(|caller: Caller| async move {
+        if caller.role == Role::Admin {
+            Ok(caller)
+        } else {
+            Err(warp::reject::custom(Problem::forbidden()))
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    username: Username,
+    password: PlainPassword,
+}
+
+pub async fn register(state: AppState, credentials: Credentials) -> Result<Response, Problem> {
+    let Credentials { username, password } = credentials;
+    let hash =
+        tokio::task::spawn_blocking(move || PasswordHash::of(&password)).await.map_err(|err| Problem::backend(&err))?;
+    match state.db.create_account(username.clone(), hash, Role::Customer).await {
+        Ok(user_id) => {
+            let body = serde_json::json!({ "user_id": user_id, "username": username });
+            Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
+        }
+        Err(err) if err.is_unique_violation() => {
+            Err(Problem::new(StatusCode::CONFLICT, "USERNAME_TAKEN", "that username is taken"))
+        }
+        Err(err) => Err(Problem::backend(&err)),
+    }
+}
+
+pub async fn login(state: AppState, credentials: Credentials) -> Result<Response, Problem> {
+    let Credentials { username, password } = credentials;
+    let account = state.db.account(username).await.map_err(|err| Problem::backend(&err))?;
+    let (stored, identity) = match account {
+        Some(account) => (account.password_hash, Some((account.id, account.role))),
+        None => (None, None),
+    };
+    // Verify even when there is no such account, so the answer's timing does not tell which names exist.
+    let stored = stored.unwrap_or_else(|| state.decoy_hash.clone());
+    let matches =
+        tokio::task::spawn_blocking(move || stored.verify(&password)).await.map_err(|err| Problem::backend(&err))?;
+    match identity {
+        Some((user, role)) if matches => Ok(warp::reply::json(&state.tokens.issue(user, role)?).into_response()),
+        _ => Err(Problem::unauthorized("invalid username or password")),
+    }
+}

@@ -1,0 +1,168 @@
+//! The HTTP surface (warp). Routes parse requests into domain types, ask the engine, and map the answer; every
+//! failure becomes `application/problem+json`. Route groups are boxed to keep compile times sane.
+
+mod admin;
+mod auth;
+mod extract;
+mod ops;
+mod orders;
+mod problem;
+mod sales;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+pub use auth::Tokens;
+pub use problem::Problem;
+
+use crate::actors::Engine;
+use crate::domain::{PasswordHash, ShardCount};
+use crate::persistence::Database;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub db: Database,
+    pub tokens: Arc<Tokens>,
+    pub default_shards: ShardCount,
+    pub body_limit: u64,
+    /// Checked on logins for unknown names, so they take as long as real ones.
+    pub decoy_hash: PasswordHash,
+}
+
+/// Every route of the service.
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let api = warp::path("api").and(warp::path("v1"));
+    let ops = ops_routes(state.clone());
+    let auth = api.and(warp::path("auth")).and(auth_routes(state.clone()));
+    let products = api.and(warp::path("products")).and(product_routes(state.clone()));
+    let orders = api.and(warp::path("orders")).and(order_routes(state.clone()));
+    let admin = api.and(warp::path("admin")).and(admin_routes(state));
+    ops.or(auth)
+        .unify()
+        .or(products)
+        .unify()
+        .or(orders)
+        .unify()
+        .or(admin)
+        .unify()
+        .recover(problem::recover)
+        .unify()
+        .boxed()
+}
+
+fn ops_routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let healthz = warp::path!("healthz").and(warp::get()).then(ops::healthz).map(respond);
+    let readyz = warp::path!("readyz").and(warp::get()).and(with(state)).then(ops::readyz).map(respond);
+    healthz.or(readyz).unify().boxed()
+}
+
+fn auth_routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let register =
+        warp::path!("register").and(warp::post()).and(with(state.clone())).and(body(&state)).then(auth::register);
+    let login = warp::path!("login").and(warp::post()).and(with(state.clone())).and(body(&state)).then(auth::login);
+    register.map(respond).or(login.map(respond)).unify().boxed()
+}
+
+fn product_routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let caller = auth::caller(Arc::clone(&state.tokens));
+    let list = warp::path::end().and(warp::get()).and(with(state.clone())).then(sales::list).map(respond);
+    let show = warp::path!(String)
+        .and(warp::get())
+        .and(with(state.clone()))
+        .then(|id, state| sales::show(state, id))
+        .map(respond);
+    let purchase = warp::path!(String / "purchase")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(caller)
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(warp::body::content_length_limit(state.body_limit))
+        .and(warp::body::bytes())
+        .then(|id, state, caller, key, body| sales::purchase(state, id, caller, key, body))
+        .map(respond);
+    list.or(show).unify().or(purchase).unify().boxed()
+}
+
+fn order_routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let caller = auth::caller(Arc::clone(&state.tokens));
+    let mine = warp::path::end().and(warp::get()).and(with(state.clone())).and(caller.clone()).then(orders::mine);
+    let one = warp::path!(String)
+        .and(warp::get())
+        .and(with(state))
+        .and(caller)
+        .then(|id, state, caller| orders::one(state, id, caller));
+    mine.map(respond).or(one.map(respond)).unify().boxed()
+}
+
+fn admin_routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let admin = auth::admin(Arc::clone(&state.tokens));
+    let create = warp::path!("products")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .and(body(&state))
+        .then(admin::create_product)
+        .map(respond);
+    let inspect = warp::path!("products" / String)
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(|id, state, caller| admin::inspect(state, id, caller))
+        .map(respond);
+    let product_orders = warp::path!("products" / String / "orders")
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(|id, state, caller| admin::product_orders(state, id, caller))
+        .map(respond);
+    let projector =
+        warp::path!("projector").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::projector);
+    let bulk = warp::path!("users" / "bulk")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(admin)
+        .and(body(&state))
+        .then(admin::bulk_accounts);
+    create
+        .or(inspect)
+        .unify()
+        .or(product_orders)
+        .unify()
+        .or(projector.map(respond))
+        .unify()
+        .or(bulk.map(respond))
+        .unify()
+        .boxed()
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then lets open requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    routes: BoxedFilter<(Response,)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes).incoming(listener).graceful(shutdown).run().await;
+}
+
+fn with(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// A JSON body of at most the configured size, parsed into `T` (400 with the reason otherwise).
+fn body<T: DeserializeOwned + Send>(state: &AppState) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(state.body_limit)
+        .and(warp::body::bytes())
+        .and_then(|bytes| async move { extract::json::<T>(&bytes).map_err(warp::reject::custom) })
+}
+
+fn respond(result: Result<Response, Problem>) -> Response {
+    result.unwrap_or_else(Reply::into_response)
+}

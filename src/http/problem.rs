@@ -1,0 +1,151 @@
+//! Errors as RFC 9457 `application/problem+json`, each with a stable `code` clients can switch on. Every way a
+//! request can fail ends here, including warp's own rejections, so no client ever sees a bare text error.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use crate::actors::{EngineError, PurchaseError};
+use crate::domain::ParseError;
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    retry_after_secs: Option<u64>,
+    extra: Map<String, Value>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, detail: detail.into(), retry_after_secs: None, extra: Map::new() }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        self.extra.insert(key.to_owned(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", detail)
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", "this needs the admin role")
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut problem = Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", detail);
+        problem.retry_after_secs = Some(1);
+        problem
+    }
+
+    /// A failure of our own backends: logged in full here, described only vaguely to the client.
+    pub fn backend(err: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "backend failure while serving a request");
+        Self::unavailable("a backend is unavailable; try again shortly")
+    }
+}
+
+impl warp::reject::Reject for Problem {}
+
+impl Reply for Problem {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let body = Body {
+            kind: format!("/problems/{}", self.code.to_ascii_lowercase().replace('_', "-")),
+            title,
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: &self.detail,
+            extra: &self.extra,
+        };
+        let mut response = warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<ParseError> for Problem {
+    fn from(err: ParseError) -> Self {
+        Problem::invalid(err.to_string()).with("field", err.field())
+    }
+}
+
+impl From<PurchaseError> for Problem {
+    fn from(err: PurchaseError) -> Self {
+        let conflict = |code| Problem::new(StatusCode::CONFLICT, code, err.to_string());
+        match err {
+            PurchaseError::NotFound => Problem::not_found("no such product"),
+            PurchaseError::NotStarted { starts_at } => conflict("SALE_NOT_STARTED").with("starts_at", starts_at),
+            PurchaseError::Ended => conflict("SALE_ENDED"),
+            PurchaseError::SoldOut => conflict("SOLD_OUT"),
+            PurchaseError::InsufficientStock { available } => {
+                conflict("INSUFFICIENT_STOCK").with("available", available)
+            }
+            PurchaseError::LimitExceeded { limit, held } => {
+                conflict("LIMIT_EXCEEDED").with("limit", limit).with("held", held)
+            }
+            PurchaseError::Unavailable => Problem::unavailable(err.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for Problem {
+    fn from(err: EngineError) -> Self {
+        match err {
+            EngineError::NotFound => Problem::not_found("no such product"),
+            other => Problem::backend(&other),
+        }
+    }
+}
+
+/// Turns whatever warp rejected into a problem response.
+pub async fn recover(rejection: Rejection) -> Result<Response, std::convert::Infallible> {
+    let problem = if let Some(problem) = rejection.find::<Problem>() {
+        problem.clone()
+    } else if rejection.is_not_found() {
+        Problem::not_found("no such resource")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the request body is too large")
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        Problem::new(StatusCode::LENGTH_REQUIRED, "LENGTH_REQUIRED", "send a Content-Length header")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        Problem::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this resource")
+    } else if let Some(header) = rejection.find::<warp::reject::InvalidHeader>() {
+        Problem::invalid(format!("header {} is not valid", header.name()))
+    } else if let Some(header) = rejection.find::<warp::reject::MissingHeader>() {
+        Problem::invalid(format!("header {} is missing", header.name()))
+    } else {
+        tracing::warn!(?rejection, "unexpected rejection");
+        Problem::invalid("the request could not be understood")
+    };
+    Ok(problem.into_response())
+}

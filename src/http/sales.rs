@@ -1,0 +1,54 @@
+//! The public side of a sale: product listings with live stock, and the purchase endpoint — the hot path, which
+//! parses, asks the buyer's shard and maps the answer, nothing more.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Reply;
+
+use super::auth::Caller;
+use super::extract::{json, segment};
+use super::problem::Problem;
+use super::AppState;
+use crate::domain::{IdempotencyKey, ProductId, Quantity};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurchaseBody {
+    quantity: Quantity,
+}
+
+pub async fn list(state: AppState) -> Result<Response, Problem> {
+    Ok(warp::reply::json(&state.engine.products()).into_response())
+}
+
+pub async fn show(state: AppState, id: String) -> Result<Response, Problem> {
+    let id: ProductId = segment(&id)?;
+    let product = state.engine.product(id).ok_or_else(|| Problem::not_found("no such product"))?;
+    Ok(warp::reply::json(&product).into_response())
+}
+
+/// `POST /api/v1/products/{id}/purchase`. An empty body buys one unit.
+pub async fn purchase(
+    state: AppState,
+    id: String,
+    caller: Caller,
+    key: Option<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let product: ProductId = segment(&id)?;
+    let key = key.map(IdempotencyKey::try_from).transpose()?;
+    let quantity = if body.iter().all(u8::is_ascii_whitespace) {
+        Quantity::try_from(1).map_err(Problem::from)?
+    } else {
+        json::<PurchaseBody>(&body)?.quantity
+    };
+    let receipt = state.engine.purchase(product, caller.user, quantity, key).await?;
+    let body = serde_json::json!({
+        "order_id": receipt.order_id,
+        "status": "reserved",
+        "pay_before": receipt.pay_before,
+    });
+    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response())
+}

@@ -1,0 +1,156 @@
+//! The SQL connection pool. One `AnyConnection` type serves PostgreSQL and SQLite, chosen by the URL's scheme, so
+//! every store is written once; the rare statement whose SQL differs goes through `per_backend!`.
+//!
+//! Diesel is blocking, so every use goes through `Database::run`, which takes a pooled connection on tokio's
+//! blocking threads and never on an async worker.
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Run `$body` with `$conn` bound to the concrete connection, for SQL only one backend's type system accepts.
+macro_rules! per_backend {
+    ($any:expr, $conn:ident => $body:expr) => {
+        match $any {
+            $crate::persistence::db::AnyConnection::Postgresql($conn) => $body,
+            $crate::persistence::db::AnyConnection::Sqlite($conn) => $body,
+        }
+    };
+}
+pub(crate) use per_backend;
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Settings for SQLite connections: write-ahead log so readers never block the journal writer, `FULL` sync so an
+/// acknowledged commit survives power loss, and a busy timeout instead of immediate lock errors.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unreachable: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("stored row unreadable: {0}")]
+    Corrupt(String),
+    #[error("database URL not understood: {0}")]
+    Url(String),
+    #[error("database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl DbError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+        )
+    }
+}
+
+/// Which server a URL names, decided once instead of letting each connect attempt guess.
+#[derive(Debug, Clone)]
+enum Target {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Target::Postgres(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Ok(Target::Sqlite(path.to_owned()))
+        } else {
+            Err(DbError::Url("expected postgres://… or sqlite://PATH".into()))
+        }
+    }
+}
+
+/// r2d2 manager that opens the backend the URL names.
+#[derive(Debug)]
+pub struct Manager(Target);
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        match &self.0 {
+            Target::Postgres(url) => PgConnection::establish(url)
+                .map(AnyConnection::Postgresql)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+            Target::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path).map_err(diesel::r2d2::Error::ConnectionError)?;
+                conn.batch_execute(SQLITE_PRAGMAS).map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// A pool of connections to the orders, users and journal database.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<Manager>,
+}
+
+impl Database {
+    /// Opens the pool; a SQLite file's folder is created if missing. Fails if the server cannot be reached.
+    pub fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> Result<Self, DbError> {
+        let target = Target::parse(url)?;
+        if let Target::Sqlite(path) = &target {
+            if let Some(dir) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|err| DbError::Url(format!("{}: {err}", dir.display())))?;
+            }
+        }
+        let pool = Pool::builder().max_size(pool_size).connection_timeout(connect_timeout).build(Manager(target))?;
+        Ok(Self { pool })
+    }
+
+    /// Applies every pending migration of this backend; returns their names.
+    pub fn migrate(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.pool.get()?;
+        let applied = match &mut *conn {
+            AnyConnection::Postgresql(conn) => conn.run_pending_migrations(POSTGRES_MIGRATIONS),
+            AnyConnection::Sqlite(conn) => conn.run_pending_migrations(SQLITE_MIGRATIONS),
+        }
+        .map_err(|err| DbError::Migration(err.to_string()))?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    }
+
+    /// Runs `work` with a pooled connection on a blocking thread.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await?
+    }
+}

@@ -1,0 +1,159 @@
+//! The journal: the source of truth for every product's stock. A reservation exists once `append` returned its
+//! position, and not before. Behind a trait so the SQL table of the embedded default and Kafka of a production
+//! deployment are interchangeable to the actors.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+
+use super::db::{per_backend, Database, DbError};
+use super::schema::journal;
+use crate::domain::{JournalEvent, Position, ProductId, Recorded};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal unavailable: {0}")]
+    Unavailable(String),
+    #[error("journal entry {position:?} is unreadable: {reason}")]
+    Corrupt { position: Position, reason: String },
+}
+
+#[async_trait]
+pub trait Journal: Send + Sync + 'static {
+    /// Makes `events` durable, all or none, and returns their positions in order.
+    async fn append(&self, events: Vec<JournalEvent>) -> Result<Vec<Position>, JournalError>;
+
+    /// Up to `limit` events of one product after `after`, in order.
+    async fn read_product(
+        &self,
+        product: ProductId,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<Recorded>, JournalError>;
+
+    /// Up to `limit` events of every product after `after`, in order.
+    async fn read(&self, after: Position, limit: usize) -> Result<Vec<Recorded>, JournalError>;
+}
+
+/// The journal as a table. Positions are handed out here, so a single writer (the JournalWriter actor) appends;
+/// after any failed append the next position is read again from the table.
+#[derive(Clone)]
+pub struct SqlJournal {
+    db: Database,
+    next: Arc<Mutex<Option<i64>>>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = journal)]
+struct NewEntry {
+    position: i64,
+    product_id: i64,
+    payload: String,
+}
+
+/// Rows per INSERT statement: three parameters each keeps a statement far below SQLite's parameter limit.
+const ROWS_PER_INSERT: usize = 1_000;
+
+impl SqlJournal {
+    pub fn new(db: Database) -> Self {
+        Self { db, next: Arc::new(Mutex::new(None)) }
+    }
+}
+
+impl From<DbError> for JournalError {
+    fn from(err: DbError) -> Self {
+        JournalError::Unavailable(err.to_string())
+    }
+}
+
+#[async_trait]
+impl Journal for SqlJournal {
+    async fn append(&self, events: Vec<JournalEvent>) -> Result<Vec<Position>, JournalError> {
+        let next = Arc::clone(&self.next);
+        let appended = self
+            .db
+            .run(move |conn| {
+                let mut next = next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let first = match *next {
+                    Some(first) => first,
+                    None => {
+                        let last: Option<i64> =
+                            journal::table.select(diesel::dsl::max(journal::position)).first(conn)?;
+                        last.unwrap_or(0) + 1
+                    }
+                };
+                *next = None;
+                let rows: Vec<NewEntry> = events
+                    .iter()
+                    .zip(first..)
+                    .map(|(event, position)| NewEntry {
+                        position,
+                        product_id: event.product_id().get(),
+                        payload: event.to_json(),
+                    })
+                    .collect();
+                per_backend!(conn, conn => conn.transaction(|conn| {
+                    for chunk in rows.chunks(ROWS_PER_INSERT) {
+                        diesel::insert_into(journal::table).values(chunk).execute(conn)?;
+                    }
+                    diesel::QueryResult::Ok(())
+                }))?;
+                let end = first + rows.len() as i64;
+                *next = Some(end);
+                Ok((first..end).map(Position::new).collect())
+            })
+            .await?;
+        Ok(appended)
+    }
+
+    async fn read_product(
+        &self,
+        product: ProductId,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<Recorded>, JournalError> {
+        self.load_after(Some(product), after, limit).await
+    }
+
+    async fn read(&self, after: Position, limit: usize) -> Result<Vec<Recorded>, JournalError> {
+        self.load_after(None, after, limit).await
+    }
+}
+
+impl SqlJournal {
+    async fn load_after(
+        &self,
+        product: Option<ProductId>,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<Recorded>, JournalError> {
+        let rows = self
+            .db
+            .run(move |conn| {
+                let mut query = journal::table
+                    .filter(journal::position.gt(after.get()))
+                    .order(journal::position.asc())
+                    .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .select((journal::position, journal::payload))
+                    .into_boxed();
+                if let Some(product) = product {
+                    query = query.filter(journal::product_id.eq(product.get()));
+                }
+                Ok(query.load::<(i64, String)>(conn)?)
+            })
+            .await?;
+        decode(rows)
+    }
+}
+
+fn decode(rows: Vec<(i64, String)>) -> Result<Vec<Recorded>, JournalError> {
+    rows.into_iter()
+        .map(|(position, payload)| {
+            let position = Position::new(position);
+            JournalEvent::from_json(&payload)
+                .map(|event| Recorded { position, event })
+                .map_err(|err| JournalError::Corrupt { position, reason: err.to_string() })
+        })
+        .collect()
+}

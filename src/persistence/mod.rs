@@ -1,0 +1,15 @@
+//! Everything that touches a database or a broker. The actors see the journal and the snapshot store only through
+//! their traits, so the embedded default and a production deployment run the same actor code.
+
+pub mod db;
+pub mod journal;
+pub mod orders;
+pub mod products;
+pub mod schema;
+pub mod snapshots;
+pub mod users;
+
+pub use db::{Database, DbError};
+pub use journal::{Journal, JournalError, SqlJournal};
+pub use snapshots::{SnapshotError, SnapshotStore, SqlSnapshots};
+pub use users::{Account, MAX_BULK_ACCOUNTS};

@@ -1,0 +1,62 @@
+//! Table definitions shared by both SQL backends (the migrations under `migrations/` create them).
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Nullable<Text>,
+        role -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    products (id) {
+        id -> BigInt,
+        name -> Text,
+        price_cents -> BigInt,
+        stock -> Integer,
+        per_user_limit -> Integer,
+        shards -> Integer,
+        starts_at -> BigInt,
+        ends_at -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    journal (position) {
+        position -> BigInt,
+        product_id -> BigInt,
+        payload -> Text,
+    }
+}
+
+diesel::table! {
+    snapshots (product_id) {
+        product_id -> BigInt,
+        position -> BigInt,
+        body -> Text,
+        taken_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    orders (order_id) {
+        order_id -> Text,
+        product_id -> BigInt,
+        user_id -> BigInt,
+        quantity -> Integer,
+        status -> Text,
+        reserved_at -> BigInt,
+        pay_before -> BigInt,
+        journal_position -> BigInt,
+    }
+}
+
+diesel::table! {
+    projector_offsets (name) {
+        name -> Text,
+        position -> BigInt,
+    }
+}

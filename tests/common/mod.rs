@@ -1,0 +1,264 @@
+//! `spawn_app()` for integration tests: the real service, in-process, on a random port, against a fresh SQLite file
+//! or a fresh PostgreSQL database. Every scenario runs on both (see `on_every_backend!`). PostgreSQL is reached at
+//! `SECKILL_TEST_POSTGRES_URL` (default: the local server); if it is not there the test fails, it is never skipped.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use reqwest::StatusCode;
+use seckill::app::App;
+use seckill::config::Settings;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares one `#[tokio::test]` per backend for an `async fn scenario(Backend)`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario($crate::common::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario($crate::common::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("SECKILL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database nobody else uses, and how to get rid of it.
+pub struct Scratch {
+    pub url: String,
+    dir: Option<tempfile::TempDir>,
+    postgres_name: Option<String>,
+}
+
+impl Scratch {
+    pub fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("seckill.db").display());
+                Self { url, dir: Some(dir), postgres_name: None }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("seckill_test_{}", uuid::Uuid::now_v7().simple());
+                let mut conn = PgConnection::establish(&admin_url)
+                    .unwrap_or_else(|err| panic!("PostgreSQL is required at {admin_url} (start it first): {err}"));
+                diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
+                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+                Self { url: format!("{base}/{name}"), dir: None, postgres_name: Some(name) }
+            }
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(name) = &self.postgres_name {
+            if let Ok(mut conn) = PgConnection::establish(&postgres_admin_url()) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
+            }
+        }
+        let _ = self.dir.take();
+    }
+}
+
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::load(None).expect("config/default.toml");
+    settings.database.url = database_url.to_owned().into();
+    settings.server.listen = "127.0.0.1:0".parse().expect("address");
+    settings.snapshots.every_units = 50;
+    settings.projector.poll_ms = 50;
+    settings
+}
+
+/// A running in-process service, its database, and a client for it.
+pub struct TestApp {
+    pub app: App,
+    pub api: Api,
+    pub scratch: Scratch,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A client of a running service, logged in as the admin.
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin_token: String,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let scratch = Scratch::new(backend);
+    start_on(scratch).await
+}
+
+/// Starts the service on an existing scratch database (for restart tests).
+pub async fn start_on(scratch: Scratch) -> TestApp {
+    let settings = test_settings(&scratch.url);
+    let app = App::start(&settings).await.expect("service starts");
+    let api = Api::connect(format!("http://{}", app.addr())).await;
+    TestApp { app, api, scratch }
+}
+
+/// What came back: status, `Content-Type`, and the body as JSON (`Null` when it was not JSON).
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    pub async fn connect(base: String) -> Self {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(4096).build().expect("client");
+        let mut api = Api { base, client, admin_token: String::new() };
+        api.admin_token = api.login("admin", "admin-dev-password").await;
+        api
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("request reaches the service");
+        let status = response.status();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let bytes = response.bytes().await.expect("body");
+        Answer { status, content_type, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let answer = self
+            .send(
+                self.client
+                    .post(self.url("/api/v1/auth/login"))
+                    .json(&json!({"username": username, "password": password})),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "login failed: {}", answer.body);
+        answer.body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// Creates an open sale and returns its id.
+    pub async fn create_product(&self, stock: u32, per_user_limit: u32, shards: u32) -> i64 {
+        let body = json!({
+            "name": "Flash phone", "price_cents": 49_900, "stock": stock,
+            "per_user_limit": per_user_limit, "shards": shards,
+        });
+        let answer = self
+            .send(self.client.post(self.url("/api/v1/admin/products")).bearer_auth(&self.admin_token).json(&body))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "create product: {}", answer.body);
+        answer.body["id"].as_i64().expect("product id")
+    }
+
+    /// `count` customers, each as (user id, token).
+    pub async fn customers(&self, count: usize) -> Vec<(i64, String)> {
+        let mut users = Vec::with_capacity(count);
+        let mut chunk = 0;
+        while users.len() < count {
+            let want = (count - users.len()).min(10_000);
+            let prefix = format!("t{}-{chunk}", uuid::Uuid::now_v7().simple());
+            let answer = self
+                .send(
+                    self.client
+                        .post(self.url("/api/v1/admin/users/bulk"))
+                        .bearer_auth(&self.admin_token)
+                        .json(&json!({"prefix": prefix, "count": want})),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::CREATED, "bulk users: {}", answer.body);
+            for user in answer.body["users"].as_array().expect("users") {
+                users.push((
+                    user["user_id"].as_i64().expect("id"),
+                    user["access_token"].as_str().expect("token").to_owned(),
+                ));
+            }
+            chunk += 1;
+        }
+        users
+    }
+
+    pub async fn purchase(&self, product: i64, token: &str, key: Option<&str>, quantity: u32) -> Answer {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/api/v1/products/{product}/purchase")))
+            .bearer_auth(token)
+            .json(&json!({"quantity": quantity}));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+
+    pub async fn admin_view(&self, product: i64) -> Value {
+        let answer = self
+            .send(
+                self.client.get(self.url(&format!("/api/v1/admin/products/{product}"))).bearer_auth(&self.admin_token),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "admin view: {}", answer.body);
+        answer.body
+    }
+
+    /// Waits until every committed reservation is in the orders table, then returns the product's orders.
+    pub async fn settled_orders(&self, product: i64) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status =
+                self.send(self.client.get(self.url("/api/v1/admin/projector")).bearer_auth(&self.admin_token)).await;
+            if status.body["caught_up"] == json!(true) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "projector did not catch up: {}", status.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let answer = self
+            .send(
+                self.client
+                    .get(self.url(&format!("/api/v1/admin/products/{product}/orders")))
+                    .bearer_auth(&self.admin_token),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "orders: {}", answer.body);
+        answer.body.as_array().expect("orders").clone()
+    }
+}
+
+impl TestApp {
+    /// Stops the service gracefully and hands back its database.
+    pub async fn stop(self) -> Scratch {
+        self.app.stop().await;
+        self.scratch
+    }
+}

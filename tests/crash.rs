@@ -1,0 +1,177 @@
+//! `kill -9` in the middle of a sale, on the real binary: every 202'd order must survive exactly once, no unit may
+//! be sold twice, requests whose answer was lost must find their order again by `Idempotency-Key`, and the sale
+//! must go on after the restart until the stock is gone. A final SIGTERM must shut down cleanly with exit 0.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Api, Backend, Scratch};
+use futures::future::join_all;
+use reqwest::StatusCode;
+
+const STOCK: u32 = 600;
+const KILL_AFTER_ACCEPTED: usize = 200;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn start_server(database_url: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_seckill"))
+        .arg("serve")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SECKILL__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("SECKILL__DATABASE__URL", database_url)
+        .env("SECKILL__SNAPSHOTS__EVERY_UNITS", "50")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the seckill binary starts")
+}
+
+async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await {
+            if response.status() == StatusCode::OK {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the service did not become ready");
+}
+
+/// What one buyer's request came to.
+enum Outcome {
+    Accepted(String),
+    Refused,
+    Lost,
+}
+
+/// Each user in `users` buys once with key `k-{user}`, `concurrency` at a time.
+async fn buy_all(api: &Api, product: i64, users: &[(i64, String)], concurrency: usize) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let outcomes = Mutex::new((0..users.len()).map(|_| None).collect::<Vec<Option<Outcome>>>());
+    join_all((0..concurrency).map(|_| async {
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some((user, token)) = users.get(index) else { break };
+            let outcome = buy(api, product, *user, token).await;
+            outcomes.lock().expect("lock")[index] = Some(outcome);
+        }
+    }))
+    .await;
+    outcomes.into_inner().expect("lock").into_iter().map(|o| o.expect("every user tried")).collect()
+}
+
+async fn buy(api: &Api, product: i64, user: i64, token: &str) -> Outcome {
+    let request = api
+        .client
+        .post(api.url(&format!("/api/v1/products/{product}/purchase")))
+        .bearer_auth(token)
+        .header("Idempotency-Key", format!("k-{user}"))
+        .timeout(Duration::from_secs(10))
+        .json(&serde_json::json!({"quantity": 1}));
+    let Ok(response) = request.send().await else { return Outcome::Lost };
+    let status = response.status();
+    let Ok(body) = response.json::<serde_json::Value>().await else { return Outcome::Lost };
+    match status {
+        StatusCode::ACCEPTED => Outcome::Accepted(body["order_id"].as_str().expect("order id").to_owned()),
+        StatusCode::CONFLICT => Outcome::Refused,
+        _ => Outcome::Lost,
+    }
+}
+
+async fn kill_9_mid_sale_loses_nothing_and_sells_nothing_twice(backend: Backend) {
+    let scratch = Scratch::new(backend);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start_server(&scratch.url, port);
+    wait_ready(&base).await;
+    let api = Api::connect(base.clone()).await;
+    let product = api.create_product(STOCK, 1, 4).await;
+    let users = Arc::new(api.customers(2_000).await);
+
+    // Phase 1: a crowd buys while a watcher kills the server once enough orders were acknowledged.
+    let accepted_so_far = Arc::new(AtomicUsize::new(0));
+    let crowd = {
+        let (api, users, accepted) =
+            (Api::connect(base.clone()).await, Arc::clone(&users), Arc::clone(&accepted_so_far));
+        tokio::spawn(async move {
+            let outcomes = buy_all(&api, product, &users[..1_000], 32).await;
+            accepted.store(usize::MAX, Ordering::SeqCst);
+            outcomes
+        })
+    };
+    let mut waited = Duration::ZERO;
+    while accepted_so_far.load(Ordering::SeqCst) < KILL_AFTER_ACCEPTED && waited < Duration::from_secs(60) {
+        let view = api.admin_view(product).await;
+        accepted_so_far.fetch_max(view["reserved"].as_u64().unwrap_or(0) as usize, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        waited += Duration::from_millis(5);
+    }
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+    let phase_one = crowd.await.expect("crowd finished");
+
+    let mut accepted: HashMap<String, i64> = HashMap::new();
+    let mut lost = Vec::new();
+    for ((user, token), outcome) in users[..1_000].iter().zip(phase_one) {
+        match outcome {
+            Outcome::Accepted(order) => assert!(accepted.insert(order, *user).is_none(), "one order id, two answers"),
+            Outcome::Lost => lost.push((*user, token.clone())),
+            Outcome::Refused => {}
+        }
+    }
+    eprintln!("killed after {} acknowledged orders; {} requests lost their answer", accepted.len(), lost.len());
+    assert!(accepted.len() >= KILL_AFTER_ACCEPTED / 2, "the kill came mid-sale ({} accepted)", accepted.len());
+    assert!(accepted.len() < STOCK as usize, "the kill came before the sale ended");
+
+    // Phase 2: restart on the same database; retried requests find their orders, and the sale goes on.
+    let mut server = start_server(&scratch.url, port);
+    wait_ready(&base).await;
+    let api = Api::connect(base.clone()).await;
+    let view = api.admin_view(product).await;
+    assert_eq!(view["invariant_holds"], true, "{view}");
+    assert!(view["reserved"].as_u64().unwrap_or(0) >= accepted.len() as u64, "every acknowledged unit is still taken");
+
+    let retried = buy_all(&api, product, &lost, 16).await;
+    let rest = buy_all(&api, product, &users[1_000..], 32).await;
+    for ((user, _), outcome) in lost.iter().zip(retried).chain(users[1_000..].iter().zip(rest)) {
+        match outcome {
+            Outcome::Accepted(order) => {
+                let previous = accepted.insert(order.clone(), *user);
+                assert!(previous.is_none_or(|owner| owner == *user), "order {order} answered to two users");
+            }
+            Outcome::Lost => panic!("user {user} got no answer from a healthy server"),
+            Outcome::Refused => {}
+        }
+    }
+
+    let orders = api.settled_orders(product).await;
+    let ids: HashSet<&str> = orders.iter().map(|o| o["order_id"].as_str().expect("id")).collect();
+    assert_eq!(ids.len(), orders.len(), "an order row appears twice");
+    for (order, user) in &accepted {
+        let row = orders.iter().find(|o| o["order_id"] == order.as_str());
+        assert_eq!(row.and_then(|r| r["user_id"].as_i64()), Some(*user), "acknowledged order {order} is missing");
+    }
+    let units: i64 = orders.iter().map(|o| o["quantity"].as_i64().expect("quantity")).sum();
+    assert_eq!(units, i64::from(STOCK), "sold out exactly: no unit twice, none left behind");
+    let buyers: HashSet<i64> = orders.iter().map(|o| o["user_id"].as_i64().expect("user")).collect();
+    assert_eq!(buyers.len(), orders.len(), "nobody holds two units");
+    let view = api.admin_view(product).await;
+    assert_eq!((view["invariant_holds"].clone(), view["available"].clone()), (true.into(), 0.into()), "{view}");
+
+    let term = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status().expect("kill -TERM");
+    assert!(term.success());
+    let exit = server.wait().expect("server exits");
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+}
+on_every_backend!(kill_9_mid_sale_loses_nothing_and_sells_nothing_twice);
