@@ -31,13 +31,11 @@ impl JournalEvent {
         }
     }
 
-    /// The event as stored: `{"v":1,"type":"reserved",...}`.
+    /// The event as stored: `{"v":1,"type":"reserved",...}`. The version is spliced in front of serde's own object
+    /// rather than built through an intermediate `Value`: this runs once per purchase.
     pub fn to_json(&self) -> String {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(map) = value.as_object_mut() {
-            map.insert("v".into(), 1.into());
-        }
-        value.to_string()
+        let body = serde_json::to_string(self).unwrap_or_default();
+        format!("{{\"v\":1,{}", body.strip_prefix('{').unwrap_or("}"))
     }
 
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {

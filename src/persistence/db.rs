@@ -5,6 +5,7 @@
 //! blocking threads and never on an async worker.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -32,9 +33,13 @@ pub(crate) use per_backend;
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
-/// Settings for SQLite connections: write-ahead log so readers never block the journal writer, `FULL` sync so an
-/// acknowledged commit survives power loss, and a busy timeout instead of immediate lock errors.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;";
+/// Set once per SQLite file, before the pool opens: write-ahead logging, so readers never block the journal writer.
+/// It persists in the file; switching while other connections are open would fail.
+const SQLITE_FILE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;";
+
+/// Set on every SQLite connection: wait for a busy writer instead of failing, and `FULL` sync so an acknowledged
+/// commit survives power loss.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -111,9 +116,14 @@ impl ManageConnection for Manager {
 }
 
 /// A pool of connections to the orders, users and journal database.
+///
+/// SQLite admits one writer at a time and makes the others poll with growing sleeps, which turns every contended
+/// journal commit into a latency spike. So for SQLite, writers queue on `write_turn` instead — a wake-up, not a
+/// sleep — and never meet inside SQLite. PostgreSQL needs no such queue.
 #[derive(Clone)]
 pub struct Database {
     pool: Pool<Manager>,
+    write_turn: Option<Arc<Mutex<()>>>,
 }
 
 impl Database {
@@ -124,9 +134,13 @@ impl Database {
             if let Some(dir) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|err| DbError::Url(format!("{}: {err}", dir.display())))?;
             }
+            SqliteConnection::establish(path)
+                .map_err(|err| DbError::Url(format!("{path}: {err}")))?
+                .batch_execute(SQLITE_FILE_PRAGMAS)?;
         }
+        let write_turn = matches!(target, Target::Sqlite(_)).then(|| Arc::new(Mutex::new(())));
         let pool = Pool::builder().max_size(pool_size).connection_timeout(connect_timeout).build(Manager(target))?;
-        Ok(Self { pool })
+        Ok(Self { pool, write_turn })
     }
 
     /// Applies every pending migration of this backend; returns their names.
@@ -140,8 +154,25 @@ impl Database {
         Ok(applied.iter().map(ToString::to_string).collect())
     }
 
-    /// Runs `work` with a pooled connection on a blocking thread.
+    /// Runs `work`, which only reads, with a pooled connection on a blocking thread.
     pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        self.on_blocking_thread(None, work).await
+    }
+
+    /// Runs `work`, which writes, with a pooled connection on a blocking thread, in turn with other writers.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        self.on_blocking_thread(self.write_turn.clone(), work).await
+    }
+
+    async fn on_blocking_thread<T, F>(&self, turn: Option<Arc<Mutex<()>>>, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
@@ -149,6 +180,7 @@ impl Database {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
+            let _turn = turn.as_ref().map(|turn| turn.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
             work(&mut conn)
         })
         .await?

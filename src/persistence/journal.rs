@@ -73,7 +73,7 @@ impl Journal for SqlJournal {
         let next = Arc::clone(&self.next);
         let appended = self
             .db
-            .run(move |conn| {
+            .write(move |conn| {
                 let mut next = next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 let first = match *next {
                     Some(first) => first,

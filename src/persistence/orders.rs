@@ -103,7 +103,7 @@ impl Database {
             return Ok(0);
         };
         let rows: Vec<OrderRow> = events.iter().map(OrderRow::projected).collect();
-        self.run(move |conn| {
+        self.write(move |conn| {
             let inserted = per_backend!(conn, conn => conn.transaction(|conn| {
                 let mut inserted = 0;
                 for chunk in rows.chunks(ROWS_PER_INSERT) {

@@ -41,7 +41,7 @@ impl Database {
             products::created_at.eq(Timestamp::now().millis()),
         );
         let id = self
-            .run(move |conn| {
+            .write(move |conn| {
                 Ok(per_backend!(conn, conn => diesel::insert_into(products::table)
                     .values(row)
                     .returning(products::id)

@@ -44,15 +44,20 @@ impl SqlSnapshots {
 #[async_trait]
 impl SnapshotStore for SqlSnapshots {
     async fn save(&self, product: ProductId, snapshot: StockSnapshot) -> Result<(), SnapshotError> {
-        let body = serde_json::to_string(&snapshot).map_err(|err| SnapshotError::Corrupt(err.to_string()))?;
-        let row = (
-            snapshots::product_id.eq(product.get()),
-            snapshots::position.eq(snapshot.position.get()),
-            snapshots::body.eq(body),
-            snapshots::taken_at.eq(Timestamp::now().millis()),
-        );
+        let position = snapshot.position.get();
+        // Serialising a large sale takes a while: on a blocking thread, and before taking the writers' turn.
+        let body = tokio::task::spawn_blocking(move || serde_json::to_string(&snapshot))
+            .await
+            .map_err(|err| SnapshotError::Unavailable(err.to_string()))?
+            .map_err(|err| SnapshotError::Corrupt(err.to_string()))?;
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
+                let row = (
+                    snapshots::product_id.eq(product.get()),
+                    snapshots::position.eq(position),
+                    snapshots::body.eq(body),
+                    snapshots::taken_at.eq(Timestamp::now().millis()),
+                );
                 per_backend!(conn, conn => diesel::insert_into(snapshots::table)
                     .values(row)
                     .on_conflict(snapshots::product_id)

@@ -22,7 +22,7 @@ pub const MAX_BULK_ACCOUNTS: usize = 10_000;
 impl Database {
     /// Creates an account; a taken name is `DbError::is_unique_violation`.
     pub async fn create_account(&self, name: Username, hash: PasswordHash, role: Role) -> Result<UserId, DbError> {
-        self.run(move |conn| {
+        self.write(move |conn| {
             diesel::insert_into(users::table)
                 .values((
                     users::username.eq(name.as_str()),
@@ -58,7 +58,7 @@ impl Database {
 
     /// Makes sure the configured admin exists with this password, creating or updating it.
     pub async fn ensure_admin(&self, name: Username, hash: PasswordHash) -> Result<UserId, DbError> {
-        self.run(move |conn| {
+        self.write(move |conn| {
             let updated = diesel::update(users::table.filter(users::username.eq(name.as_str())))
                 .set((users::password_hash.eq(Some(hash.as_str())), users::role.eq(Role::Admin.as_str())))
                 .execute(conn)?;
@@ -82,7 +82,7 @@ impl Database {
     /// returns their ids in that order. For load tests, which must not spend their time in argon2.
     pub async fn create_accounts(&self, prefix: Username, count: usize) -> Result<Vec<UserId>, DbError> {
         let names: Vec<String> = (1..=count).map(|n| format!("{}-{n}", prefix.as_str())).collect();
-        self.run(move |conn| {
+        self.write(move |conn| {
             let now = Timestamp::now().millis();
             per_backend!(conn, conn => conn.transaction(|conn| {
                 for chunk in names.chunks(1_000) {
