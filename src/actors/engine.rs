@@ -91,6 +91,9 @@ pub struct AdminView {
     pub shards: Vec<ShardCounts>,
     pub in_flight: u64,
     pub reserved: u64,
+    /// Units in acknowledged orders.
+    pub sold: u64,
+    /// `pool + Σ shard.available + in_flight + reserved == stock_total`, read while no unit can move between them.
     pub invariant_holds: bool,
     pub snapshot_position: i64,
     pub snapshot_age_seconds: f64,
@@ -222,6 +225,7 @@ impl Engine {
             shards: inspection.shards,
             in_flight,
             reserved,
+            sold: reserved,
             snapshot_position: inspection.snapshot_position,
             snapshot_age_seconds: inspection.snapshot_age_seconds,
             summary,

@@ -38,7 +38,7 @@ mod tests {
         assert!(json::<Purchase>(&Bytes::from_static(b"{\"quantity\": \"1\"}")).is_err());
         assert!(json::<Purchase>(&Bytes::from_static(b"{quantity")).is_err());
         assert!(json::<Purchase>(&Bytes::from_static(b"[1]")).is_err());
-        let parsed: Purchase = json(&Bytes::from_static(b"{\"quantity\": 2}")).unwrap();
+        let parsed: Purchase = json(&Bytes::from_static(b"{\"quantity\": 2}")).expect("a valid body parses");
         assert_eq!(parsed.quantity.get(), 2);
         assert!(segment::<ProductId>("12x").is_err());
     }

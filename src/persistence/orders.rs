@@ -10,7 +10,7 @@ use crate::domain::{
     JournalEvent, Order, OrderId, OrderStatus, Position, ProductId, Quantity, Recorded, Timestamp, UserId,
 };
 
-#[derive(Insertable, Queryable)]
+#[derive(Insertable, Queryable, Selectable)]
 #[diesel(table_name = orders)]
 struct OrderRow {
     order_id: String,
@@ -22,28 +22,6 @@ struct OrderRow {
     pay_before: i64,
     journal_position: i64,
 }
-
-type OrderColumns = (
-    orders::order_id,
-    orders::product_id,
-    orders::user_id,
-    orders::quantity,
-    orders::status,
-    orders::reserved_at,
-    orders::pay_before,
-    orders::journal_position,
-);
-
-const ORDER_COLUMNS: OrderColumns = (
-    orders::order_id,
-    orders::product_id,
-    orders::user_id,
-    orders::quantity,
-    orders::status,
-    orders::reserved_at,
-    orders::pay_before,
-    orders::journal_position,
-);
 
 /// Rows per INSERT statement (eight parameters each), below SQLite's parameter limit.
 const ROWS_PER_INSERT: usize = 1_000;
@@ -139,7 +117,7 @@ impl Database {
         self.run(move |conn| {
             orders::table
                 .filter(orders::order_id.eq(id.to_string()))
-                .select(ORDER_COLUMNS)
+                .select(OrderRow::as_select())
                 .first::<OrderRow>(conn)
                 .optional()?
                 .map(OrderRow::into_order)
@@ -155,7 +133,7 @@ impl Database {
                 .filter(orders::user_id.eq(user.get()))
                 .order(orders::reserved_at.desc())
                 .limit(limit)
-                .select(ORDER_COLUMNS)
+                .select(OrderRow::as_select())
                 .load::<OrderRow>(conn)?
                 .into_iter()
                 .map(OrderRow::into_order)
@@ -170,7 +148,7 @@ impl Database {
             orders::table
                 .filter(orders::product_id.eq(product.get()))
                 .order(orders::reserved_at.asc())
-                .select(ORDER_COLUMNS)
+                .select(OrderRow::as_select())
                 .load::<OrderRow>(conn)?
                 .into_iter()
                 .map(OrderRow::into_order)
