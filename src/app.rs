@@ -39,7 +39,7 @@ impl App {
     /// Connects, migrates, recovers every product and starts listening (port 0 picks a free port).
     pub async fn start(settings: &Settings) -> Result<Self, StartError> {
         let db = open_database(settings)?;
-        let admin_hash = bootstrap_admin(&db, settings).await?;
+        let decoy_hash = bootstrap_admin(&db, settings).await?;
         let journal: Arc<dyn Journal> = Arc::new(SqlJournal::new(db.clone()));
         let snapshots: Arc<dyn SnapshotStore> = Arc::new(SqlSnapshots::new(db.clone()));
         let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, settings.engine()).await?);
@@ -52,7 +52,7 @@ impl App {
             )),
             default_shards: settings.default_shards(),
             body_limit: settings.server.body_limit_bytes,
-            decoy_hash: admin_hash,
+            decoy_hash: Arc::new(decoy_hash),
         };
         let listen = settings.server.listen;
         let listener = tokio::net::TcpListener::bind(listen)

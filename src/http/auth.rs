@@ -127,7 +127,7 @@ pub async fn login(state: AppState, credentials: Credentials) -> Result<Response
         None => (None, None),
     };
     // Verify even when there is no such account, so the answer's timing does not tell which names exist.
-    let stored = stored.unwrap_or_else(|| state.decoy_hash.clone());
+    let stored = stored.unwrap_or_else(|| PasswordHash::clone(&state.decoy_hash));
     let matches =
         tokio::task::spawn_blocking(move || stored.verify(&password)).await.map_err(|err| Problem::backend(&err))?;
     match identity {

@@ -34,7 +34,7 @@ pub struct AppState {
     pub default_shards: ShardCount,
     pub body_limit: u64,
     /// Checked on logins for unknown names, so they take as long as real ones.
-    pub decoy_hash: PasswordHash,
+    pub decoy_hash: Arc<PasswordHash>,
 }
 
 /// Every route of the service.

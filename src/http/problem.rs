@@ -134,9 +134,17 @@ pub async fn recover(rejection: Rejection) -> Result<Response, std::convert::Inf
     } else if rejection.is_not_found() {
         Problem::not_found("no such resource")
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the request body is too large")
+        return Ok(closing(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "the request body is too large",
+        )));
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        Problem::new(StatusCode::LENGTH_REQUIRED, "LENGTH_REQUIRED", "send a Content-Length header")
+        return Ok(closing(Problem::new(
+            StatusCode::LENGTH_REQUIRED,
+            "LENGTH_REQUIRED",
+            "send a Content-Length header",
+        )));
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         Problem::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this resource")
     } else if let Some(header) = rejection.find::<warp::reject::InvalidHeader>() {
@@ -148,4 +156,12 @@ pub async fn recover(rejection: Rejection) -> Result<Response, std::convert::Inf
         Problem::invalid("the request could not be understood")
     };
     Ok(problem.into_response())
+}
+
+/// A refusal sent before the request body was read: the body is still on the wire, so the connection cannot carry
+/// another request, and the client must be told not to reuse it.
+fn closing(problem: Problem) -> Response {
+    let mut response = problem.into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
