@@ -10,10 +10,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::actors::{Engine, EngineError};
-use crate::config::Settings;
+use crate::config::{Settings, SnapshotBackend};
 use crate::domain::{PasswordHash, PlainPassword, Username};
 use crate::http::{self, AppState, Tokens};
-use crate::persistence::{Database, DbError, Journal, SnapshotStore, SqlJournal, SqlSnapshots};
+use crate::persistence::{
+    Database, DbError, Journal, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal, SqlSnapshots,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -21,6 +23,8 @@ pub enum StartError {
     Database(#[from] DbError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Snapshots(#[from] SnapshotError),
     #[error("admin account: {0}")]
     Admin(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -41,7 +45,7 @@ impl App {
         let db = open_database(settings)?;
         let decoy_hash = bootstrap_admin(&db, settings).await?;
         let journal: Arc<dyn Journal> = Arc::new(SqlJournal::new(db.clone()));
-        let snapshots: Arc<dyn SnapshotStore> = Arc::new(SqlSnapshots::new(db.clone()));
+        let snapshots = snapshot_store(settings, &db)?;
         let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, settings.engine()).await?);
         let state = AppState {
             engine: Arc::clone(&engine),
@@ -92,6 +96,19 @@ pub fn open_database(settings: &Settings) -> Result<Database, DbError> {
         tracing::info!(?applied, "migrations applied");
     }
     Ok(db)
+}
+
+/// The configured snapshot store.
+fn snapshot_store(settings: &Settings, db: &Database) -> Result<Arc<dyn SnapshotStore>, SnapshotError> {
+    let snapshots = &settings.snapshots;
+    Ok(match snapshots.store {
+        SnapshotBackend::Sql => Arc::new(SqlSnapshots::new(db.clone())),
+        SnapshotBackend::Redis => Arc::new(RedisSnapshots::new(
+            snapshots.redis_url.expose(),
+            &snapshots.redis_prefix,
+            Duration::from_millis(snapshots.redis_timeout_ms),
+        )?),
+    })
 }
 
 /// Makes sure the configured admin can log in with the configured password; returns a hash of a throwaway

@@ -48,6 +48,18 @@ pub struct JournalSettings {
 pub struct SnapshotSettings {
     pub every_units: u64,
     pub every_secs: u64,
+    pub store: SnapshotBackend,
+    pub redis_url: Secret,
+    pub redis_prefix: String,
+    pub redis_timeout_ms: u64,
+}
+
+/// Where product snapshots are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotBackend {
+    Sql,
+    Redis,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,5 +189,14 @@ mod tests {
         let printed = format!("{settings:?}");
         assert!(!printed.contains(settings.auth.jwt_secret.expose()));
         assert!(!printed.contains(settings.admin.password.expose()));
+        assert_eq!(settings.snapshots.store, SnapshotBackend::Sql);
+    }
+
+    #[test]
+    fn production_file_wires_postgres_and_redis() {
+        let settings = Settings::load(Some(Path::new("config/production.toml"))).expect("production.toml loads");
+        assert!(settings.database.url.expose().starts_with("postgres://"));
+        assert_eq!(settings.snapshots.store, SnapshotBackend::Redis);
+        assert_eq!(settings.log.format, LogFormat::Json);
     }
 }

@@ -3,6 +3,7 @@
 //! the user's shard, everything else to the actor that knows the answer. It also flushes and snapshots everything
 //! on shutdown.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,8 +100,16 @@ pub struct AdminView {
     pub snapshot_age_seconds: f64,
 }
 
+/// How the snapshot store is doing; sales never wait on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotHealth {
+    pub reachable: bool,
+    pub failed_saves: u64,
+}
+
 pub struct Engine {
     db: Database,
+    deps: Arc<ProductDeps>,
     catalog: Arc<Catalog>,
     supervisor: ActorRef<SupervisorMsg>,
     writer: ActorRef<WriterMsg>,
@@ -142,9 +151,10 @@ impl Engine {
             pay_within: settings.pay_within,
             snapshot_every_units: settings.snapshot_every_units,
             snapshot_every: settings.snapshot_every,
+            snapshot_failures: AtomicU64::new(0),
         });
         let supervisor_args = SupervisorArgs {
-            deps,
+            deps: Arc::clone(&deps),
             db: db.clone(),
             products,
             backoff: settings.retry,
@@ -152,7 +162,7 @@ impl Engine {
             restart_window: settings.restart_window,
         };
         let (supervisor, _) = Actor::spawn(None, ProductSupervisor, supervisor_args).await.map_err(actors)?;
-        Ok(Self { db, catalog, supervisor, writer, projector, settings })
+        Ok(Self { db, deps, catalog, supervisor, writer, projector, settings })
     }
 
     pub async fn purchase(
@@ -257,6 +267,13 @@ impl Engine {
     /// Product restarts performed by the supervisor since start.
     pub async fn restarts(&self) -> Result<u64, EngineError> {
         ask(&self.supervisor, SupervisorMsg::Restarts).await
+    }
+
+    pub async fn snapshot_health(&self) -> SnapshotHealth {
+        SnapshotHealth {
+            reachable: self.deps.snapshots.ping().await.is_ok(),
+            failed_saves: self.deps.snapshot_failures.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether every long-lived actor is running and the database answers.

@@ -14,7 +14,7 @@ mod supervision;
 #[cfg(test)]
 mod stock_properties;
 
-pub use engine::{AdminView, Engine, EngineError, EngineSettings, ProductSummary, PurchaseError};
+pub use engine::{AdminView, Engine, EngineError, EngineSettings, ProductSummary, PurchaseError, SnapshotHealth};
 pub use order_projector::ProjectorStatus;
 pub use stock_shard::book::{Receipt, ShardCounts};
 pub use supervision::Backoff;

@@ -55,10 +55,7 @@ impl Actor for ProductSupervisor {
         myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        for product in args.products {
-            myself.cast(SupervisorMsg::Start(product))?;
-        }
-        Ok(SupervisorState {
+        let mut state = SupervisorState {
             deps: args.deps,
             db: args.db,
             children: HashMap::new(),
@@ -67,7 +64,14 @@ impl Actor for ProductSupervisor {
             max_restarts: args.max_restarts,
             restart_window: args.restart_window,
             restarts: 0,
-        })
+        };
+        // Recover every product before the engine answers anyone: a product that exists must never look missing.
+        for product in args.products {
+            if let Err(err) = state.start(&myself, product.clone()).await {
+                state.retry_later(&myself, product, &err)?;
+            }
+        }
+        Ok(state)
     }
 
     async fn handle(

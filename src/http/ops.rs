@@ -11,11 +11,13 @@ pub async fn healthz() -> Result<Response, Problem> {
     Ok(warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response())
 }
 
-/// The actors run and the database answers: send traffic here.
+/// The actors run and the database answers: send traffic here. The snapshot store's state is reported but does not
+/// decide readiness, since sales go on without it.
 pub async fn readyz(state: AppState) -> Result<Response, Problem> {
+    let snapshots = state.engine.snapshot_health().await;
     if state.engine.is_ready().await {
-        Ok(warp::reply::json(&serde_json::json!({ "status": "ready" })).into_response())
+        Ok(warp::reply::json(&serde_json::json!({ "status": "ready", "snapshots": snapshots })).into_response())
     } else {
-        Err(Problem::unavailable("not ready"))
+        Err(Problem::unavailable("not ready").with("snapshots", snapshots))
     }
 }

@@ -5,11 +5,13 @@ pub mod db;
 pub mod journal;
 pub mod orders;
 pub mod products;
+pub mod redis_snapshots;
 pub mod schema;
 pub mod snapshots;
 pub mod users;
 
 pub use db::{Database, DbError};
 pub use journal::{Journal, JournalError, SqlJournal};
+pub use redis_snapshots::RedisSnapshots;
 pub use snapshots::{SnapshotError, SnapshotStore, SqlSnapshots};
 pub use users::{Account, MAX_BULK_ACCOUNTS};

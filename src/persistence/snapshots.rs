@@ -1,5 +1,6 @@
 //! Snapshots of each product's stock state, so recovery replays only the journal's tail. A snapshot is an
-//! optimisation, never the truth: losing one only makes recovery replay from further back.
+//! optimisation, never the truth: losing one only makes recovery replay from further back. They live in the SQL
+//! database by default, or in Redis (`redis_snapshots`).
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -27,6 +28,8 @@ impl From<DbError> for SnapshotError {
 pub trait SnapshotStore: Send + Sync + 'static {
     async fn save(&self, product: ProductId, snapshot: StockSnapshot) -> Result<(), SnapshotError>;
     async fn load(&self, product: ProductId) -> Result<Option<StockSnapshot>, SnapshotError>;
+    /// Whether the store answers right now (for readiness reports; sales never wait on it).
+    async fn ping(&self) -> Result<(), SnapshotError>;
 }
 
 /// Snapshots in the `snapshots` table, one row per product, overwritten each time.
@@ -72,6 +75,10 @@ impl SnapshotStore for SqlSnapshots {
             })
             .await?;
         Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), SnapshotError> {
+        Ok(self.db.run(|_| Ok(())).await?)
     }
 
     async fn load(&self, product: ProductId) -> Result<Option<StockSnapshot>, SnapshotError> {

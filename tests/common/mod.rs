@@ -117,7 +117,13 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the service on an existing scratch database (for restart tests).
 pub async fn start_on(scratch: Scratch) -> TestApp {
-    let settings = test_settings(&scratch.url);
+    start_with(scratch, |_| {}).await
+}
+
+/// Starts the service on `scratch` with settings adjusted by `adjust`.
+pub async fn start_with(scratch: Scratch, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings(&scratch.url);
+    adjust(&mut settings);
     let app = App::start(&settings).await.expect("service starts");
     let api = Api::connect(format!("http://{}", app.addr())).await;
     TestApp { app, api, scratch }

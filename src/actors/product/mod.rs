@@ -7,6 +7,7 @@
 pub mod pool;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ pub struct ProductDeps {
     pub pay_within: Duration,
     pub snapshot_every_units: u64,
     pub snapshot_every: Duration,
+    /// Snapshots that could not be saved, across all products, since start.
+    pub snapshot_failures: AtomicU64,
 }
 
 pub struct ProductActor;
@@ -200,6 +203,7 @@ impl Actor for ProductActor {
                         Ok(())
                     }
                     Err(err) => {
+                        state.deps.snapshot_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(product = %state.product.id, error = %err, "snapshot not saved; will retry");
                         Err(err.to_string())
                     }
