@@ -419,4 +419,47 @@ mod tests {
         assert_eq!((view.reserved, view.summary.available), (1, 4));
         engine.shutdown().await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_product_whose_shard_dies_is_restarted_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let db = Database::connect(&url, 4, Duration::from_secs(5)).unwrap();
+        db.migrate().unwrap();
+        let journal = Arc::new(SqlJournal::new(db.clone()));
+        let engine = Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings()).await.unwrap();
+        let now = Timestamp::now();
+        let draft = ProductDraft {
+            name: "Phone".into(),
+            price_cents: 100,
+            stock: StockLevel::try_from(50).unwrap(),
+            per_user_limit: PerUserLimit::try_from(1).unwrap(),
+            shards: ShardCount::try_from(2).unwrap(),
+            window: SaleWindow::new(now, now.plus(Duration::from_secs(3600))).unwrap(),
+        };
+        let product = engine.create_product(draft).await.unwrap().id;
+        let one = Quantity::try_from(1).unwrap();
+        for user in 1..=10 {
+            assert!(engine.purchase(product, UserId::try_from(user).unwrap(), one, None).await.is_ok());
+        }
+
+        let before = engine.catalog.get(product).unwrap();
+        before.shards[0].kill();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.catalog.get(product).is_none_or(|now| Arc::ptr_eq(&now, &before)) {
+            assert!(std::time::Instant::now() < deadline, "the product was not restarted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let view = engine.inspect(product).await.unwrap();
+        assert_eq!((view.reserved, view.summary.available), (10, 40), "recovered from the journal");
+        assert!(view.invariant_holds);
+        let again = engine.purchase(product, UserId::try_from(1).unwrap(), one, None).await;
+        assert!(matches!(again, Err(PurchaseError::LimitExceeded { .. })), "buyers survive the restart: {again:?}");
+        for user in 11..=20 {
+            assert!(engine.purchase(product, UserId::try_from(user).unwrap(), one, None).await.is_ok());
+        }
+        assert_eq!(engine.restarts().await.unwrap(), 1);
+        engine.shutdown().await;
+    }
 }

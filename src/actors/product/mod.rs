@@ -222,10 +222,20 @@ impl Actor for ProductActor {
         event: SupervisionEvent,
         state: &mut ProductState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(_, err) = event {
-            return Err(format!("a stock shard of product {} failed: {err}", state.product.id).into());
+        // A shard owns stock and buyers; without it the product cannot sell correctly, so any way a shard ends
+        // while the product runs fails the product, and its supervisor restarts both from the journal.
+        match event {
+            SupervisionEvent::ActorFailed(_, err) => {
+                Err(format!("a stock shard of product {} failed: {err}", state.product.id).into())
+            }
+            SupervisionEvent::ActorTerminated(_, _, reason) => Err(format!(
+                "a stock shard of product {} stopped: {}",
+                state.product.id,
+                reason.unwrap_or_else(|| "no reason given".into())
+            )
+            .into()),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
