@@ -10,7 +10,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::product::pool::{Pool, Refill};
-use super::stock_shard::book::{Effect, Outcome, PurchaseRequest, Refusal, ShardBook, ShardSnapshot};
+use super::stock_shard::book::{Effect, Outcome, PurchaseRequest, Refusal, ShardBook};
 use crate::domain::{IdempotencyKey, OrderId, Position, ProductId, Quantity, Timestamp, UserId};
 
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ impl Model {
             mail.push_back(ToShard::Grant { units: pool.initial_grant(), last: false });
         }
         let shards = (0..shard_count)
-            .map(|_| ShardBook::new(product, limit, Duration::from_secs(60), ShardSnapshot::default()))
+            .map(|_| ShardBook::new(product, limit, Duration::from_secs(60), Position::START, Vec::new()))
             .collect();
         Self {
             reclaim: None,

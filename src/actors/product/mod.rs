@@ -17,7 +17,7 @@ use serde::Serialize;
 use self::pool::{Pool, Refill};
 use super::catalog::{Catalog, Gauges, ProductHandle};
 use super::journal_writer::WriterMsg;
-use super::stock_shard::book::{ShardBook, ShardCounts, ShardSnapshot};
+use super::stock_shard::book::{ShardBook, ShardCounts};
 use super::stock_shard::{ShardArgs, ShardMsg, StockShard};
 use crate::domain::{JournalEvent, Position, Product, Reservation, StockSnapshot};
 use crate::persistence::{Journal, SnapshotError, SnapshotStore};
@@ -111,8 +111,8 @@ impl Actor for ProductActor {
         }
         let mut shards = Vec::with_capacity(per_shard.len());
         for (index, reservations) in per_shard.into_iter().enumerate() {
-            let recovered = ShardSnapshot { position: recovered.position, reservations };
-            let book = ShardBook::new(product.id, product.draft.per_user_limit.get(), deps.pay_within, recovered);
+            let limit = product.draft.per_user_limit.get();
+            let book = ShardBook::new(product.id, limit, deps.pay_within, recovered.position, reservations);
             let args = ShardArgs {
                 index,
                 book,
@@ -270,18 +270,22 @@ impl ProductState {
         reply: Option<SnapshotReply>,
     ) -> Result<(), ActorProcessingErr> {
         let taken = self.gauges.taken();
-        let mut snapshot = StockSnapshot { position: Position::new(i64::MAX), reservations: Vec::new() };
+        let mut position = Position::new(i64::MAX);
+        let mut shared = Vec::new();
         for shard in &self.shards {
             let part = ractor::call!(shard, ShardMsg::Snapshot)?;
-            snapshot.position = snapshot.position.min(part.position);
-            snapshot.reservations.extend(part.reservations);
+            position = position.min(part.position);
+            shared.extend(part.reservations);
         }
         self.snapshot.saving = true;
-        let position = snapshot.position.get();
         let (store, product, myself) = (Arc::clone(&self.deps.snapshots), self.product.id, myself.clone());
         tokio::spawn(async move {
-            let result = store.save(product, snapshot).await;
-            let _ = myself.cast(ProductMsg::SnapshotSaved { result, taken, position, reply });
+            let copied = tokio::task::spawn_blocking(move || shared.iter().map(|r| Reservation::clone(r)).collect());
+            let result = match copied.await {
+                Ok(reservations) => store.save(product, StockSnapshot { position, reservations }).await,
+                Err(err) => Err(SnapshotError::Unavailable(err.to_string())),
+            };
+            let _ = myself.cast(ProductMsg::SnapshotSaved { result, taken, position: position.get(), reply });
         });
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! `R` is whatever the caller needs to answer a buyer later (a reply port in the actor, a plain id in tests).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -70,11 +71,12 @@ pub struct ShardCounts {
     pub waiting: u64,
 }
 
-/// The durable part of a shard: its committed reservations and the journal position they reach.
+/// The durable part of a shard: its committed reservations and the journal position they reach. Reservations are
+/// shared, not copied, so handing a snapshot over costs the shard a pointer per reservation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardSnapshot {
     pub position: Position,
-    pub reservations: Vec<Reservation>,
+    pub reservations: Vec<Arc<Reservation>>,
 }
 
 struct Pending<R> {
@@ -92,7 +94,7 @@ pub struct ShardBook<R> {
     holdings: HashMap<UserId, u32>,
     keys: HashMap<(UserId, IdempotencyKey), OrderId>,
     pending: HashMap<OrderId, Pending<R>>,
-    committed: HashMap<OrderId, Reservation>,
+    committed: HashMap<OrderId, Arc<Reservation>>,
     waiting: VecDeque<PurchaseRequest<R>>,
     refill_asked: bool,
     sold_out: bool,
@@ -100,8 +102,14 @@ pub struct ShardBook<R> {
 }
 
 impl<R> ShardBook<R> {
-    /// A shard holding the given recovered reservations and no stock yet.
-    pub fn new(product_id: ProductId, limit: u32, pay_within: Duration, recovered: ShardSnapshot) -> Self {
+    /// A shard holding the reservations recovered up to `position`, and no stock yet.
+    pub fn new(
+        product_id: ProductId,
+        limit: u32,
+        pay_within: Duration,
+        position: Position,
+        recovered: Vec<Reservation>,
+    ) -> Self {
         let mut book = Self {
             product_id,
             limit,
@@ -116,12 +124,12 @@ impl<R> ShardBook<R> {
             waiting: VecDeque::new(),
             refill_asked: false,
             sold_out: false,
-            position: recovered.position,
+            position,
         };
-        for reservation in recovered.reservations {
+        for reservation in recovered {
             book.hold(&reservation);
             book.reserved += u64::from(reservation.quantity.get());
-            book.committed.insert(reservation.order_id, reservation);
+            book.committed.insert(reservation.order_id, Arc::new(reservation));
         }
         book
     }
@@ -142,7 +150,7 @@ impl<R> ShardBook<R> {
         self.reserved += units;
         self.position = self.position.max(position);
         let receipt = receipt_of(&pending.reservation);
-        self.committed.insert(order_id, pending.reservation);
+        self.committed.insert(order_id, Arc::new(pending.reservation));
         pending.waiters.into_iter().map(|reply| Effect::Reply(reply, Ok(receipt))).collect()
     }
 
