@@ -386,25 +386,34 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_failed_append_puts_the_stock_and_the_buyers_slot_back() {
-        let dir = tempfile::tempdir().unwrap();
+    /// An engine on a fresh SQLite file whose journal `wrap` builds around the SQL one.
+    async fn engine(dir: &tempfile::TempDir, wrap: impl FnOnce(SqlJournal) -> Arc<dyn Journal>) -> Engine {
         let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
         let db = Database::connect(&url, 4, Duration::from_secs(5)).unwrap();
         db.migrate().unwrap();
-        let journal = Arc::new(FlakyJournal { failures: AtomicUsize::new(1), inner: SqlJournal::new(db.clone()) });
-        let snapshots = Arc::new(SqlSnapshots::new(db.clone()));
-        let engine = Engine::start(db, journal, snapshots, settings()).await.unwrap();
+        let journal = wrap(SqlJournal::new(db.clone()));
+        Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings()).await.unwrap()
+    }
+
+    /// An open sale of `stock` units, one per buyer, over two shards.
+    async fn open_sale(engine: &Engine, stock: i64) -> ProductId {
         let now = Timestamp::now();
         let draft = ProductDraft {
             name: "Phone".into(),
             price_cents: 100,
-            stock: StockLevel::try_from(5).unwrap(),
+            stock: StockLevel::try_from(stock).unwrap(),
             per_user_limit: PerUserLimit::try_from(1).unwrap(),
             shards: ShardCount::try_from(2).unwrap(),
             window: SaleWindow::new(now, now.plus(Duration::from_secs(3600))).unwrap(),
         };
-        let product = engine.create_product(draft).await.unwrap().id;
+        engine.create_product(draft).await.unwrap().id
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_puts_the_stock_and_the_buyers_slot_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir, |inner| Arc::new(FlakyJournal { failures: AtomicUsize::new(1), inner })).await;
+        let product = open_sale(&engine, 5).await;
         let (user, one) = (UserId::try_from(7).unwrap(), Quantity::try_from(1).unwrap());
 
         let refused = engine.purchase(product, user, one, None).await;
@@ -423,21 +432,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_product_whose_shard_dies_is_restarted_from_the_journal() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        let db = Database::connect(&url, 4, Duration::from_secs(5)).unwrap();
-        db.migrate().unwrap();
-        let journal = Arc::new(SqlJournal::new(db.clone()));
-        let engine = Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings()).await.unwrap();
-        let now = Timestamp::now();
-        let draft = ProductDraft {
-            name: "Phone".into(),
-            price_cents: 100,
-            stock: StockLevel::try_from(50).unwrap(),
-            per_user_limit: PerUserLimit::try_from(1).unwrap(),
-            shards: ShardCount::try_from(2).unwrap(),
-            window: SaleWindow::new(now, now.plus(Duration::from_secs(3600))).unwrap(),
-        };
-        let product = engine.create_product(draft).await.unwrap().id;
+        let engine = engine(&dir, |sql| Arc::new(sql)).await;
+        let product = open_sale(&engine, 50).await;
         let one = Quantity::try_from(1).unwrap();
         for user in 1..=10 {
             assert!(engine.purchase(product, UserId::try_from(user).unwrap(), one, None).await.is_ok());
