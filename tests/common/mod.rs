@@ -68,6 +68,13 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// A database someone else created and will clean up.
+    pub fn existing(url: String) -> Self {
+        Self { url, dir: None, postgres_name: None }
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         if let Some(name) = &self.postgres_name {
@@ -133,6 +140,7 @@ pub async fn start_with(scratch: Scratch, adjust: impl FnOnce(&mut Settings)) ->
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -157,10 +165,10 @@ impl Api {
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.expect("request reaches the service");
         let status = response.status();
-        let content_type =
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (content_type, retry_after) = (header("content-type").unwrap_or_default(), header("retry-after"));
         let bytes = response.bytes().await.expect("body");
-        Answer { status, content_type, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+        Answer { status, content_type, retry_after, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
     }
 
     pub async fn login(&self, username: &str, password: &str) -> String {
