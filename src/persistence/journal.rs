@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel::QueryResult;
 
 use super::db::{per_backend, Database, DbError};
 use super::schema::journal;
@@ -93,13 +94,19 @@ impl Journal for SqlJournal {
                         payload: event.to_json(),
                     })
                     .collect();
-                per_backend!(conn, conn => conn.transaction(|conn| {
+                let end = first + rows.len() as i64;
+                let committed = per_backend!(conn, conn => conn.transaction(|conn| {
                     for chunk in rows.chunks(ROWS_PER_INSERT) {
                         diesel::insert_into(journal::table).values(chunk).execute(conn)?;
                     }
                     diesel::QueryResult::Ok(())
-                }))?;
-                let end = first + rows.len() as i64;
+                }));
+                settle(committed, rows.len(), || {
+                    journal::table
+                        .filter(journal::position.ge(first).and(journal::position.lt(end)))
+                        .count()
+                        .get_result(conn)
+                })?;
                 *next = Some(end);
                 Ok((first..end).map(Position::new).collect())
             })
@@ -147,6 +154,25 @@ impl SqlJournal {
     }
 }
 
+/// Whether an append happened. A COMMIT can succeed in the database while its answer is lost on the way back;
+/// refusing then would roll the stock back in memory while the reservation stands in the journal — a unit sold
+/// twice. Positions belong to this single writer, so counting them tells the truth: all there means committed,
+/// anything else (including a count that cannot be read) means not.
+fn settle(
+    committed: QueryResult<()>,
+    rows: usize,
+    count_landed: impl FnOnce() -> QueryResult<i64>,
+) -> Result<(), DbError> {
+    let Err(err) = committed else { return Ok(()) };
+    match count_landed() {
+        Ok(landed) if usize::try_from(landed).is_ok_and(|landed| landed == rows) => {
+            tracing::warn!(error = %err, rows, "journal commit reported an error but its rows are durable");
+            Ok(())
+        }
+        _ => Err(err.into()),
+    }
+}
+
 fn decode(rows: Vec<(i64, String)>) -> Result<Vec<Recorded>, JournalError> {
     rows.into_iter()
         .map(|(position, payload)| {
@@ -156,4 +182,20 @@ fn decode(rows: Vec<(i64, String)>) -> Result<Vec<Recorded>, JournalError> {
                 .map_err(|err| JournalError::Corrupt { position, reason: err.to_string() })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::Error as DieselError;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_commit_counts_only_if_every_row_landed() {
+        assert!(settle(Ok(()), 3, || unreachable!("a clean commit is not re-checked")).is_ok());
+        assert!(settle(Err(DieselError::BrokenTransactionManager), 3, || Ok(3)).is_ok());
+        assert!(settle(Err(DieselError::BrokenTransactionManager), 3, || Ok(0)).is_err());
+        assert!(settle(Err(DieselError::BrokenTransactionManager), 3, || Ok(2)).is_err());
+        assert!(settle(Err(DieselError::BrokenTransactionManager), 3, || Err(DieselError::NotFound)).is_err());
+    }
 }
