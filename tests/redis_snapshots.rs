@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Scratch};
@@ -79,7 +80,7 @@ fn snapshot() -> StockSnapshot {
     let now = Timestamp::now();
     StockSnapshot {
         position: Position::new(42),
-        reservations: vec![Reservation {
+        reservations: vec![Arc::new(Reservation {
             order_id: OrderId::generate(),
             product_id: ProductId::try_from(1).unwrap(),
             user_id: UserId::try_from(5).unwrap(),
@@ -87,7 +88,7 @@ fn snapshot() -> StockSnapshot {
             idempotency_key: None,
             reserved_at: now,
             pay_before: now,
-        }],
+        })],
     }
 }
 

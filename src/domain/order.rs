@@ -1,5 +1,7 @@
 //! An order as buyers and admins read it: the projection of the journal's events for one reservation.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::{OrderId, Position, ProductId, Quantity, Reservation, Timestamp, UserId};
@@ -49,9 +51,10 @@ impl Order {
 }
 
 /// A product's durable stock state at a journal position: every committed reservation at or before it. Recovery
-/// loads it and replays the journal after `position`.
+/// loads it and replays the journal after `position`. Reservations are shared with the shards that hold them, so
+/// taking a snapshot copies pointers, not reservations.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StockSnapshot {
     pub position: Position,
-    pub reservations: Vec<Reservation>,
+    pub reservations: Vec<Arc<Reservation>>,
 }

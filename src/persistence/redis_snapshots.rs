@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use super::snapshots::{SnapshotError, SnapshotStore};
+use super::snapshots::{decode, encode, SnapshotError, SnapshotStore};
 use crate::domain::{ProductId, StockSnapshot};
 
 pub struct RedisSnapshots {
@@ -50,10 +50,7 @@ impl RedisSnapshots {
 #[async_trait]
 impl SnapshotStore for RedisSnapshots {
     async fn save(&self, product: ProductId, snapshot: StockSnapshot) -> Result<(), SnapshotError> {
-        let body = tokio::task::spawn_blocking(move || serde_json::to_string(&snapshot))
-            .await
-            .map_err(|err| SnapshotError::Unavailable(err.to_string()))?
-            .map_err(|err| SnapshotError::Corrupt(err.to_string()))?;
+        let body = encode(snapshot).await?;
         let mut connection = self.connection.clone();
         self.bounded(connection.set::<_, _, ()>(self.key(product), body)).await
     }
@@ -61,7 +58,7 @@ impl SnapshotStore for RedisSnapshots {
     async fn load(&self, product: ProductId) -> Result<Option<StockSnapshot>, SnapshotError> {
         let mut connection = self.connection.clone();
         let body: Option<String> = self.bounded(connection.get(self.key(product))).await?;
-        body.map(|body| serde_json::from_str(&body).map_err(|err| SnapshotError::Corrupt(err.to_string()))).transpose()
+        body.as_deref().map(decode).transpose()
     }
 
     async fn ping(&self) -> Result<(), SnapshotError> {

@@ -48,11 +48,8 @@ impl SqlSnapshots {
 impl SnapshotStore for SqlSnapshots {
     async fn save(&self, product: ProductId, snapshot: StockSnapshot) -> Result<(), SnapshotError> {
         let position = snapshot.position.get();
-        // Serialising a large sale takes a while: on a blocking thread, and before taking the writers' turn.
-        let body = tokio::task::spawn_blocking(move || serde_json::to_string(&snapshot))
-            .await
-            .map_err(|err| SnapshotError::Unavailable(err.to_string()))?
-            .map_err(|err| SnapshotError::Corrupt(err.to_string()))?;
+        // Encoded before taking the writers' turn, so the turn covers only the row write.
+        let body = encode(snapshot).await?;
         self.db
             .write(move |conn| {
                 let row = (
@@ -92,6 +89,18 @@ impl SnapshotStore for SqlSnapshots {
                     .optional()?)
             })
             .await?;
-        body.map(|body| serde_json::from_str(&body).map_err(|err| SnapshotError::Corrupt(err.to_string()))).transpose()
+        body.as_deref().map(decode).transpose()
     }
+}
+
+/// A snapshot as stored. Serialising a large sale takes a while, so it happens on a blocking thread.
+pub(super) async fn encode(snapshot: StockSnapshot) -> Result<String, SnapshotError> {
+    tokio::task::spawn_blocking(move || serde_json::to_string(&snapshot))
+        .await
+        .map_err(|err| SnapshotError::Unavailable(err.to_string()))?
+        .map_err(|err| SnapshotError::Corrupt(err.to_string()))
+}
+
+pub(super) fn decode(body: &str) -> Result<StockSnapshot, SnapshotError> {
+    serde_json::from_str(body).map_err(|err| SnapshotError::Corrupt(err.to_string()))
 }

@@ -104,7 +104,7 @@ impl Actor for ProductActor {
         let mut pool = Pool::new(stock.saturating_sub(taken), shard_count.get() as usize);
         let gauges = Arc::new(Gauges::new(taken));
 
-        let mut per_shard: Vec<Vec<Reservation>> = vec![Vec::new(); shard_count.get() as usize];
+        let mut per_shard: Vec<Vec<Arc<Reservation>>> = vec![Vec::new(); shard_count.get() as usize];
         let reservation_count = recovered.reservations.len();
         for reservation in recovered.reservations {
             per_shard[shard_count.shard_of(reservation.user_id)].push(reservation);
@@ -270,22 +270,18 @@ impl ProductState {
         reply: Option<SnapshotReply>,
     ) -> Result<(), ActorProcessingErr> {
         let taken = self.gauges.taken();
-        let mut position = Position::new(i64::MAX);
-        let mut shared = Vec::new();
+        let mut snapshot = StockSnapshot { position: Position::new(i64::MAX), reservations: Vec::new() };
         for shard in &self.shards {
             let part = ractor::call!(shard, ShardMsg::Snapshot)?;
-            position = position.min(part.position);
-            shared.extend(part.reservations);
+            snapshot.position = snapshot.position.min(part.position);
+            snapshot.reservations.extend(part.reservations);
         }
         self.snapshot.saving = true;
+        let position = snapshot.position.get();
         let (store, product, myself) = (Arc::clone(&self.deps.snapshots), self.product.id, myself.clone());
         tokio::spawn(async move {
-            let copied = tokio::task::spawn_blocking(move || shared.iter().map(|r| Reservation::clone(r)).collect());
-            let result = match copied.await {
-                Ok(reservations) => store.save(product, StockSnapshot { position, reservations }).await,
-                Err(err) => Err(SnapshotError::Unavailable(err.to_string())),
-            };
-            let _ = myself.cast(ProductMsg::SnapshotSaved { result, taken, position: position.get(), reply });
+            let result = store.save(product, snapshot).await;
+            let _ = myself.cast(ProductMsg::SnapshotSaved { result, taken, position, reply });
         });
         Ok(())
     }
@@ -305,7 +301,7 @@ async fn recover(product: &Product, deps: &ProductDeps) -> Result<StockSnapshot,
         position = last.position;
         for recorded in page {
             let JournalEvent::Reserved(reservation) = recorded.event;
-            by_order.entry(reservation.order_id).or_insert(reservation);
+            by_order.entry(reservation.order_id).or_insert_with(|| Arc::new(reservation));
         }
     }
     Ok(StockSnapshot { position, reservations: by_order.into_values().collect() })

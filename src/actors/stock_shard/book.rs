@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::domain::{IdempotencyKey, OrderId, Position, ProductId, Quantity, Reservation, Timestamp, UserId};
+use crate::domain::{
+    IdempotencyKey, OrderId, Position, ProductId, Quantity, Reservation, StockSnapshot, Timestamp, UserId,
+};
 
 /// One buyer's request as the shard sees it.
 #[derive(Debug)]
@@ -71,14 +73,6 @@ pub struct ShardCounts {
     pub waiting: u64,
 }
 
-/// The durable part of a shard: its committed reservations and the journal position they reach. Reservations are
-/// shared, not copied, so handing a snapshot over costs the shard a pointer per reservation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShardSnapshot {
-    pub position: Position,
-    pub reservations: Vec<Arc<Reservation>>,
-}
-
 struct Pending<R> {
     reservation: Reservation,
     waiters: Vec<R>,
@@ -108,7 +102,7 @@ impl<R> ShardBook<R> {
         limit: u32,
         pay_within: Duration,
         position: Position,
-        recovered: Vec<Reservation>,
+        recovered: Vec<Arc<Reservation>>,
     ) -> Self {
         let mut book = Self {
             product_id,
@@ -129,7 +123,7 @@ impl<R> ShardBook<R> {
         for reservation in recovered {
             book.hold(&reservation);
             book.reserved += u64::from(reservation.quantity.get());
-            book.committed.insert(reservation.order_id, Arc::new(reservation));
+            book.committed.insert(reservation.order_id, reservation);
         }
         book
     }
@@ -217,8 +211,9 @@ impl<R> ShardBook<R> {
         }
     }
 
-    pub fn snapshot(&self) -> ShardSnapshot {
-        ShardSnapshot { position: self.position, reservations: self.committed.values().cloned().collect() }
+    /// The shard's durable part: its committed reservations (shared, not copied) and the position they reach.
+    pub fn snapshot(&self) -> StockSnapshot {
+        StockSnapshot { position: self.position, reservations: self.committed.values().cloned().collect() }
     }
 
     fn serve_waiting(&mut self, now: Timestamp, final_answer: bool, effects: &mut Vec<Effect<R>>) {

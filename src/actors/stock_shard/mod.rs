@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use self::book::{Effect, Outcome, PurchaseRequest, ShardBook, ShardCounts, ShardSnapshot};
+use self::book::{Effect, Outcome, PurchaseRequest, ShardBook, ShardCounts};
 use super::catalog::Gauges;
 use super::journal_writer::{AppendFailed, WriterMsg};
 use super::product::ProductMsg;
-use crate::domain::{JournalEvent, OrderId, Position, Timestamp};
+use crate::domain::{JournalEvent, OrderId, Position, StockSnapshot, Timestamp};
 
 pub struct StockShard;
 
@@ -42,7 +42,7 @@ pub enum ShardMsg {
     Reopen,
     Surrender(RpcReplyPort<u64>),
     Counts(RpcReplyPort<ShardCounts>),
-    Snapshot(RpcReplyPort<ShardSnapshot>),
+    Snapshot(RpcReplyPort<StockSnapshot>),
 }
 
 impl Actor for StockShard {
