@@ -110,7 +110,6 @@ pub struct SnapshotHealth {
 pub struct Engine {
     db: Database,
     deps: Arc<ProductDeps>,
-    catalog: Arc<Catalog>,
     supervisor: ActorRef<SupervisorMsg>,
     writer: ActorRef<WriterMsg>,
     projector: ActorRef<ProjectorMsg>,
@@ -142,12 +141,11 @@ impl Engine {
             linger: settings.journal_linger,
         };
         let (writer, _) = Actor::spawn(None, JournalWriter, writer_args).await.map_err(actors)?;
-        let catalog = Arc::new(Catalog::default());
         let deps = Arc::new(ProductDeps {
             journal,
             snapshots,
             writer: writer.clone(),
-            catalog: Arc::clone(&catalog),
+            catalog: Arc::new(Catalog::default()),
             pay_within: settings.pay_within,
             snapshot_every_units: settings.snapshot_every_units,
             snapshot_every: settings.snapshot_every,
@@ -162,7 +160,7 @@ impl Engine {
             restart_window: settings.restart_window,
         };
         let (supervisor, _) = Actor::spawn(None, ProductSupervisor, supervisor_args).await.map_err(actors)?;
-        Ok(Self { db, deps, catalog, supervisor, writer, projector, settings })
+        Ok(Self { db, deps, supervisor, writer, projector, settings })
     }
 
     pub async fn purchase(
@@ -172,7 +170,7 @@ impl Engine {
         quantity: Quantity,
         key: Option<IdempotencyKey>,
     ) -> Result<Receipt, PurchaseError> {
-        let handle = self.catalog.get(product).ok_or(PurchaseError::NotFound)?;
+        let handle = self.deps.catalog.get(product).ok_or(PurchaseError::NotFound)?;
         let window = handle.product.draft.window;
         match window.phase(Timestamp::now()) {
             SalePhase::Upcoming => return Err(PurchaseError::NotStarted { starts_at: window.starts_at() }),
@@ -214,15 +212,15 @@ impl Engine {
     }
 
     pub fn products(&self) -> Vec<ProductSummary> {
-        self.catalog.all().iter().map(|handle| summarize(handle)).collect()
+        self.deps.catalog.all().iter().map(|handle| summarize(handle)).collect()
     }
 
     pub fn product(&self, id: ProductId) -> Option<ProductSummary> {
-        self.catalog.get(id).map(|handle| summarize(&handle))
+        self.deps.catalog.get(id).map(|handle| summarize(&handle))
     }
 
     pub async fn inspect(&self, id: ProductId) -> Result<AdminView, EngineError> {
-        let handle = self.catalog.get(id).ok_or(EngineError::NotFound)?;
+        let handle = self.deps.catalog.get(id).ok_or(EngineError::NotFound)?;
         let inspection: Inspection = ask(&handle.actor, ProductMsg::Inspect).await?;
         let in_flight = inspection.shards.iter().map(|s| s.in_flight).sum();
         let reserved = inspection.shards.iter().map(|s| s.reserved).sum();
@@ -251,7 +249,7 @@ impl Engine {
     }
 
     pub async fn orders_of_product(&self, product: ProductId) -> Result<Vec<Order>, EngineError> {
-        self.catalog.get(product).ok_or(EngineError::NotFound)?;
+        self.deps.catalog.get(product).ok_or(EngineError::NotFound)?;
         Ok(self.db.orders_of_product(product).await?)
     }
 
@@ -290,7 +288,7 @@ impl Engine {
         if ask(&self.writer, WriterMsg::Flush).await.is_err() {
             tracing::warn!("journal writer did not flush before shutdown");
         }
-        for handle in self.catalog.all() {
+        for handle in self.deps.catalog.all() {
             let saved =
                 handle.actor.call(|reply| ProductMsg::SnapshotNow(Some(reply)), Some(Duration::from_secs(30))).await;
             if !matches!(saved, Ok(CallResult::Success(Ok(())))) {
@@ -439,10 +437,10 @@ mod tests {
             assert!(engine.purchase(product, UserId::try_from(user).unwrap(), one, None).await.is_ok());
         }
 
-        let before = engine.catalog.get(product).unwrap();
+        let before = engine.deps.catalog.get(product).unwrap();
         before.shards[0].kill();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while engine.catalog.get(product).is_none_or(|now| Arc::ptr_eq(&now, &before)) {
+        while engine.deps.catalog.get(product).is_none_or(|now| Arc::ptr_eq(&now, &before)) {
             assert!(std::time::Instant::now() < deadline, "the product was not restarted");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -31,11 +31,15 @@ impl JournalEvent {
         }
     }
 
-    /// The event as stored: `{"v":1,"type":"reserved",...}`. The version is spliced in front of serde's own object
-    /// rather than built through an intermediate `Value`: this runs once per purchase.
+    /// The event as stored: `{"v":1,"type":"reserved",...}`.
     pub fn to_json(&self) -> String {
-        let body = serde_json::to_string(self).unwrap_or_default();
-        format!("{{\"v\":1,{}", body.strip_prefix('{').unwrap_or("}"))
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            v: u8,
+            #[serde(flatten)]
+            event: &'a JournalEvent,
+        }
+        serde_json::to_string(&Stored { v: 1, event: self }).unwrap_or_default()
     }
 
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {

@@ -49,6 +49,8 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("database migration failed: {0}")]
     Migration(String),
+    #[error("cannot open the database: {0}")]
+    Open(#[from] diesel::ConnectionError),
     #[error("stored row unreadable: {0}")]
     Corrupt(String),
     #[error("database URL not understood: {0}")]
@@ -134,9 +136,7 @@ impl Database {
             if let Some(dir) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|err| DbError::Url(format!("{}: {err}", dir.display())))?;
             }
-            SqliteConnection::establish(path)
-                .map_err(|err| DbError::Url(format!("{path}: {err}")))?
-                .batch_execute(SQLITE_FILE_PRAGMAS)?;
+            SqliteConnection::establish(path)?.batch_execute(SQLITE_FILE_PRAGMAS)?;
         }
         let write_turn = matches!(target, Target::Sqlite(_)).then(|| Arc::new(Mutex::new(())));
         let pool = Pool::builder().max_size(pool_size).connection_timeout(connect_timeout).build(Manager(target))?;
