@@ -3,16 +3,19 @@
 //! that `seckill bench` reports mixes in the small batches made while the projector merely keeps pace with a load;
 //! this is its capacity.
 //!
-//! `cargo bench --bench projector_catch_up` (SQLite in a temp dir), or with
-//! `SECKILL_BENCH_DATABASE_URL=postgres://…/db` for PostgreSQL. `SECKILL_BENCH_EVENTS` sets the backlog (100000).
+//! `cargo bench --bench projector_catch_up` (SQLite in a temp dir, SQL journal), with
+//! `SECKILL_BENCH_DATABASE_URL=postgres://…/db` for PostgreSQL, and with `SECKILL_BENCH_CONFIG=config/production.toml`
+//! for the journal that file configures (Kafka: a topic of its own per run). `SECKILL_BENCH_EVENTS` sets the backlog
+//! (100000).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use seckill::actors::Engine;
-use seckill::config::Settings;
+use seckill::app::open_journal;
+use seckill::config::{JournalBackend, Settings};
 use seckill::domain::{IdempotencyKey, JournalEvent, OrderId, ProductId, Quantity, Reservation, Timestamp, UserId};
-use seckill::persistence::{Database, Journal, SqlJournal, SqlSnapshots};
+use seckill::persistence::{Database, SqlSnapshots};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,27 +23,30 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let url = std::env::var("SECKILL_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("catch-up.db").display()));
-    let settings = Settings::load(None)?;
+    let config = std::env::var_os("SECKILL_BENCH_CONFIG").map(std::path::PathBuf::from);
+    let mut settings = Settings::load(config.as_deref())?;
+    settings.journal.kafka.topic = format!("{}-catch-up-{}", settings.journal.kafka.topic, uuid::Uuid::now_v7());
     let db = Database::connect(&url, settings.database.pool_size, Duration::from_secs(5))?;
     db.migrate()?;
 
-    let journal = SqlJournal::new(db.clone());
+    let journal = open_journal(&settings, &db).await?;
     let product = ProductId::try_from(1)?;
-    let mut last = None;
     for chunk in (1..=events).collect::<Vec<_>>().chunks(settings.journal.max_batch) {
         let batch = chunk.iter().map(|&user| reservation(product, user)).collect::<anyhow::Result<Vec<_>>>()?;
-        last = journal.append(batch).await?.last().copied();
+        journal.append(batch).await?;
     }
-    let head = last.map_or(0, |position| position.get());
 
     let started = Instant::now();
-    let engine =
-        Engine::start(db.clone(), Arc::new(journal), Arc::new(SqlSnapshots::new(db)), settings.engine()).await?;
+    let engine = Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings.engine()).await?;
     loop {
         let status = engine.projector_status().await?;
-        if status.position >= head {
+        if status.projected >= events as u64 {
             let took = started.elapsed().as_secs_f64();
-            let backend = url.split(':').next().unwrap_or("?");
+            let journal = match settings.journal.backend {
+                JournalBackend::Sql => "sql",
+                JournalBackend::Kafka => "kafka",
+            };
+            let backend = format!("{journal} journal into {}", url.split(':').next().unwrap_or("?"));
             println!(
                 "projector catch-up ({backend}): {} orders in {took:.2} s = {:.0} orders/s \
                  (projector's own busy-time rate {:.0} orders/s)",

@@ -10,11 +10,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::actors::{Engine, EngineError};
-use crate::config::{Settings, SnapshotBackend};
+use crate::config::{JournalBackend, Settings, SnapshotBackend};
 use crate::domain::{PasswordHash, PlainPassword, Username};
 use crate::http::{self, AppState, Tokens};
 use crate::persistence::{
-    Database, DbError, Journal, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal, SqlSnapshots,
+    Database, DbError, Journal, JournalError, KafkaConfig, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal,
+    SqlSnapshots,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ pub enum StartError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Snapshots(#[from] SnapshotError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error("admin account: {0}")]
     Admin(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -44,7 +47,7 @@ impl App {
     pub async fn start(settings: &Settings) -> Result<Self, StartError> {
         let db = open_database(settings)?;
         let decoy_hash = bootstrap_admin(&db, settings).await?;
-        let journal: Arc<dyn Journal> = Arc::new(SqlJournal::new(db.clone()));
+        let journal = open_journal(settings, &db).await?;
         let snapshots = snapshot_store(settings, &db)?;
         let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, settings.engine()).await?);
         let state = AppState {
@@ -96,6 +99,26 @@ pub fn open_database(settings: &Settings) -> Result<Database, DbError> {
         tracing::info!(?applied, "migrations applied");
     }
     Ok(db)
+}
+
+/// The configured journal.
+pub async fn open_journal(settings: &Settings, db: &Database) -> Result<Arc<dyn Journal>, JournalError> {
+    Ok(match settings.journal.backend {
+        JournalBackend::Sql => Arc::new(SqlJournal::new(db.clone())),
+        JournalBackend::Kafka => kafka_journal(settings.journal.kafka.journal()).await?,
+    })
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka_journal(config: KafkaConfig) -> Result<Arc<dyn Journal>, JournalError> {
+    Ok(Arc::new(crate::persistence::KafkaJournal::connect(config).await?))
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka_journal(_: KafkaConfig) -> Result<Arc<dyn Journal>, JournalError> {
+    Err(JournalError::Unavailable(
+        "journal.backend is \"kafka\", but this build has no Kafka support: build with `--features kafka`".into(),
+    ))
 }
 
 /// The configured snapshot store.

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::actors::EngineSettings;
 use crate::domain::ShardCount;
+use crate::persistence::KafkaConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -40,8 +41,45 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct JournalSettings {
+    pub backend: JournalBackend,
     pub max_batch: usize,
     pub linger_ms: u64,
+    pub kafka: KafkaSettings,
+}
+
+/// Where the journal is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalBackend {
+    Sql,
+    Kafka,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub partitions: i32,
+    pub replication: i32,
+    pub group: String,
+    pub delivery_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub linger_ms: u64,
+}
+
+impl KafkaSettings {
+    pub fn journal(&self) -> KafkaConfig {
+        KafkaConfig {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            partitions: self.partitions,
+            replication: self.replication,
+            group: self.group.clone(),
+            delivery_timeout: Duration::from_millis(self.delivery_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            linger: Duration::from_millis(self.linger_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,10 +177,20 @@ pub struct ConfigError(String);
 impl Settings {
     /// Reads `path` (default `config/default.toml`), then the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(path, &[])
+    }
+
+    /// Like `load`, then `overrides` on top: pairs of a dotted key (`journal.kafka.topic`) and its value, which
+    /// mean the same as the environment variable `env_var(key)` set to that value.
+    pub fn load_with(path: Option<&Path>, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
         let path = path.unwrap_or(Path::new("config/default.toml"));
-        let settings: Settings = config::Config::builder()
+        let mut builder = config::Config::builder()
             .add_source(config::File::from(path))
-            .add_source(config::Environment::with_prefix("SECKILL").prefix_separator("__").separator("__"))
+            .add_source(config::Environment::with_prefix("SECKILL").prefix_separator("__").separator("__"));
+        for (key, value) in overrides {
+            builder = builder.set_override(key.as_str(), value.as_str()).map_err(|err| ConfigError(err.to_string()))?;
+        }
+        let settings: Settings = builder
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|err| ConfigError(format!("{}: {err}", path.display())))?;
@@ -150,6 +198,11 @@ impl Settings {
             return Err(ConfigError("auth.jwt_secret must be at least 32 characters".into()));
         }
         Ok(settings)
+    }
+
+    /// The environment variable that sets dotted `key`: `journal.kafka.topic` → `SECKILL__JOURNAL__KAFKA__TOPIC`.
+    pub fn env_var(key: &str) -> String {
+        format!("SECKILL__{}", key.replace('.', "__").to_uppercase())
     }
 
     pub fn default_shards(&self) -> ShardCount {
@@ -190,13 +243,24 @@ mod tests {
         assert!(!printed.contains(settings.auth.jwt_secret.expose()));
         assert!(!printed.contains(settings.admin.password.expose()));
         assert_eq!(settings.snapshots.store, SnapshotBackend::Sql);
+        assert_eq!(settings.journal.backend, JournalBackend::Sql);
     }
 
     #[test]
-    fn production_file_wires_postgres_and_redis() {
+    fn overrides_use_the_environment_variables_names() {
+        let topic = ("journal.kafka.topic".to_owned(), "elsewhere".to_owned());
+        let settings = Settings::load_with(None, &[topic]).expect("loads with an override");
+        assert_eq!(settings.journal.kafka.topic, "elsewhere");
+        assert_eq!(Settings::env_var("journal.kafka.topic"), "SECKILL__JOURNAL__KAFKA__TOPIC");
+    }
+
+    #[test]
+    fn production_file_wires_postgres_redis_and_kafka() {
         let settings = Settings::load(Some(Path::new("config/production.toml"))).expect("production.toml loads");
         assert!(settings.database.url.expose().starts_with("postgres://"));
         assert_eq!(settings.snapshots.store, SnapshotBackend::Redis);
+        assert_eq!(settings.journal.backend, JournalBackend::Kafka);
+        assert_eq!(settings.journal.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(settings.log.format, LogFormat::Json);
     }
 }

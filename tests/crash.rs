@@ -21,12 +21,12 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-fn start_server(database_url: &str, port: u16) -> Child {
+fn start_server(scratch: &Scratch, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_seckill"))
         .arg("serve")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs(scratch.env())
         .env("SECKILL__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("SECKILL__DATABASE__URL", database_url)
         .env("SECKILL__SNAPSHOTS__EVERY_UNITS", "50")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -93,7 +93,7 @@ async fn kill_9_mid_sale_loses_nothing_and_sells_nothing_twice(backend: Backend)
     let scratch = Scratch::new(backend);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = start_server(&scratch.url, port);
+    let mut server = start_server(&scratch, port);
     wait_ready(&base).await;
     let api = Api::connect(base.clone()).await;
     let product = api.create_product(STOCK, 1, 4).await;
@@ -135,7 +135,7 @@ async fn kill_9_mid_sale_loses_nothing_and_sells_nothing_twice(backend: Backend)
     assert!(accepted.len() < STOCK as usize, "the kill came before the sale ended");
 
     // Phase 2: restart on the same database; retried requests find their orders, and the sale goes on.
-    let mut server = start_server(&scratch.url, port);
+    let mut server = start_server(&scratch, port);
     wait_ready(&base).await;
     let api = Api::connect(base.clone()).await;
     let view = api.admin_view(product).await;

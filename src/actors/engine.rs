@@ -20,7 +20,7 @@ use super::stock_shard::book::{PurchaseRequest, Receipt, Refusal, ShardCounts};
 use super::stock_shard::ShardMsg;
 use super::supervision::Backoff;
 use crate::domain::{IdempotencyKey, Order, OrderId, ProductDraft, ProductId, Quantity, SalePhase, Timestamp, UserId};
-use crate::persistence::{Database, DbError, Journal, SnapshotStore};
+use crate::persistence::{Database, DbError, Journal, JournalError, SnapshotStore};
 
 /// Tunables of the actor system (see `config/default.toml` for what each means).
 #[derive(Debug, Clone)]
@@ -63,6 +63,8 @@ pub enum EngineError {
     NotFound,
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error("actor system unavailable: {0}")]
     Actors(String),
 }
@@ -257,9 +259,9 @@ impl Engine {
         ask(&self.projector, ProjectorMsg::Status).await
     }
 
-    /// The last journal position this process committed: the projector has caught up when it reaches it.
-    pub async fn journal_head(&self) -> Result<Option<i64>, EngineError> {
-        Ok(ask(&self.writer, WriterMsg::Head).await?.map(|position| position.get()))
+    /// How many journal events the projector has yet to write into `orders`: 0 once it has caught up.
+    pub async fn projection_lag(&self) -> Result<u64, EngineError> {
+        Ok(self.deps.journal.projection_lag(&self.db).await?)
     }
 
     /// Product restarts performed by the supervisor since start.
@@ -337,18 +339,33 @@ mod tests {
 
     use super::*;
     use crate::domain::{PerUserLimit, Position, Recorded, SaleWindow, ShardCount, StockLevel};
-    use crate::persistence::{JournalError, SqlJournal, SqlSnapshots};
+    use crate::persistence::{Projected, SqlJournal, SqlSnapshots};
 
-    /// Refuses the first `failures` appends, then behaves like the SQL journal it wraps.
+    /// Reports the first `failures` appends failed, then behaves like the SQL journal it wraps. With `lands`,
+    /// those appends are written all the same: the answer is lost, not the events.
     struct FlakyJournal {
         failures: AtomicUsize,
+        lands: bool,
         inner: SqlJournal,
+    }
+
+    impl FlakyJournal {
+        fn failing(failures: usize, inner: SqlJournal) -> Arc<dyn Journal> {
+            Arc::new(Self { failures: AtomicUsize::new(failures), lands: false, inner })
+        }
+
+        fn losing_answers(failures: usize, inner: SqlJournal) -> Arc<dyn Journal> {
+            Arc::new(Self { failures: AtomicUsize::new(failures), lands: true, inner })
+        }
     }
 
     #[async_trait]
     impl Journal for FlakyJournal {
         async fn append(&self, events: Vec<crate::domain::JournalEvent>) -> Result<Vec<Position>, JournalError> {
             if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
+                if self.lands {
+                    self.inner.append(events).await?;
+                }
                 return Err(JournalError::Unavailable("disk on fire".into()));
             }
             self.inner.append(events).await
@@ -363,8 +380,12 @@ mod tests {
             self.inner.read_product(p, after, limit).await
         }
 
-        async fn read(&self, after: Position, limit: usize) -> Result<Vec<Recorded>, JournalError> {
-            self.inner.read(after, limit).await
+        async fn project_next(&self, orders: &Database, limit: usize) -> Result<Projected, JournalError> {
+            self.inner.project_next(orders, limit).await
+        }
+
+        async fn projection_lag(&self, orders: &Database) -> Result<u64, JournalError> {
+            self.inner.projection_lag(orders).await
         }
     }
 
@@ -410,7 +431,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_append_puts_the_stock_and_the_buyers_slot_back() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = engine(&dir, |inner| Arc::new(FlakyJournal { failures: AtomicUsize::new(1), inner })).await;
+        let engine = engine(&dir, |inner| FlakyJournal::failing(1, inner)).await;
         let product = open_sale(&engine, 5).await;
         let (user, one) = (UserId::try_from(7).unwrap(), Quantity::try_from(1).unwrap());
 
@@ -428,6 +449,42 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_append_that_landed_after_all_is_voided_not_sold_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir, |inner| FlakyJournal::losing_answers(1, inner)).await;
+        let product = open_sale(&engine, 1).await;
+        let one = Quantity::try_from(1).unwrap();
+        let (first, second) = (UserId::try_from(1).unwrap(), UserId::try_from(2).unwrap());
+
+        assert_eq!(engine.purchase(product, first, one, None).await, Err(PurchaseError::Unavailable));
+        let sold = engine.purchase(product, second, one, None).await.expect("the unit came back and sells");
+
+        restart_product(&engine, product).await;
+        let view = engine.inspect(product).await.unwrap();
+        assert_eq!((view.reserved, view.summary.available), (1, 0), "the refused reservation was voided");
+        assert!(view.invariant_holds);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.projection_lag().await.unwrap() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the projector did not catch up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let orders = engine.orders_of_product(product).await.unwrap();
+        assert_eq!(orders.iter().map(|order| order.order_id).collect::<Vec<_>>(), vec![sold.order_id]);
+        engine.shutdown().await;
+    }
+
+    /// Kills one of `product`'s shards and waits until the supervisor has recovered the product.
+    async fn restart_product(engine: &Engine, product: ProductId) {
+        let before = engine.deps.catalog.get(product).unwrap();
+        before.shards[0].kill();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.deps.catalog.get(product).is_none_or(|now| Arc::ptr_eq(&now, &before)) {
+            assert!(std::time::Instant::now() < deadline, "the product was not restarted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_product_whose_shard_dies_is_restarted_from_the_journal() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(&dir, |sql| Arc::new(sql)).await;
@@ -437,13 +494,7 @@ mod tests {
             assert!(engine.purchase(product, UserId::try_from(user).unwrap(), one, None).await.is_ok());
         }
 
-        let before = engine.deps.catalog.get(product).unwrap();
-        before.shards[0].kill();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while engine.deps.catalog.get(product).is_none_or(|now| Arc::ptr_eq(&now, &before)) {
-            assert!(std::time::Instant::now() < deadline, "the product was not restarted");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        restart_product(&engine, product).await;
 
         let view = engine.inspect(product).await.unwrap();
         assert_eq!((view.reserved, view.summary.available), (10, 40), "recovered from the journal");

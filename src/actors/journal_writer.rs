@@ -3,6 +3,11 @@
 //! handed out in commit order; while it is in flight the next batch fills, which is what makes batches large
 //! exactly when load is high. A batch is sent when it is full, when the linger timer fires, or — with a zero
 //! linger — as soon as the previous one is done.
+//!
+//! A failed append rolls its reservations back in memory, but it may have landed in part (or whole, if only the
+//! answer was lost). So the writer owes the journal a void for each event of a failed batch and puts those voids
+//! at the head of the next batch: no later reservation is acknowledged before they are durable, and readers of
+//! the journal drop what they void.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,13 +28,22 @@ pub type Ack = Box<dyn FnOnce(Result<Position, AppendFailed>) + Send>;
 /// Batching decisions, apart from the actor so they can be tested alone.
 pub struct GroupCommit<A> {
     pending: Vec<(JournalEvent, A)>,
+    /// Voids of the events of failed batches: they lead the next batch, so that for every product whatever a
+    /// failed append may have left in the journal is cancelled before anything newer is acknowledged.
+    owed: Vec<JournalEvent>,
     in_flight: bool,
     max_batch: usize,
 }
 
+/// One append: the owed voids first (nobody waits for them), then the events whose acks follow in order.
+pub struct Batch<A> {
+    pub events: Vec<JournalEvent>,
+    pub acks: Vec<A>,
+}
+
 impl<A> GroupCommit<A> {
     pub fn new(max_batch: usize) -> Self {
-        Self { pending: Vec::new(), in_flight: false, max_batch: max_batch.max(1) }
+        Self { pending: Vec::new(), owed: Vec::new(), in_flight: false, max_batch: max_batch.max(1) }
     }
 
     /// Queues an event; true when a full batch is waiting and none is in flight.
@@ -38,18 +52,33 @@ impl<A> GroupCommit<A> {
         !self.in_flight && self.pending.len() >= self.max_batch
     }
 
-    /// The next batch to send, if none is in flight and any event waits.
-    pub fn next_batch(&mut self) -> Option<Vec<(JournalEvent, A)>> {
+    /// The next batch to send, if none is in flight and any event waits. Owed voids ride along with the next
+    /// events; on their own they wait, since nothing can be acknowledged before them anyway.
+    pub fn next_batch(&mut self) -> Option<Batch<A>> {
         if self.in_flight || self.pending.is_empty() {
             return None;
         }
         self.in_flight = true;
         let rest = self.pending.split_off(self.pending.len().min(self.max_batch));
-        Some(std::mem::replace(&mut self.pending, rest))
+        let taken = std::mem::replace(&mut self.pending, rest);
+        let mut events = std::mem::take(&mut self.owed);
+        let mut acks = Vec::with_capacity(taken.len());
+        events.reserve(taken.len());
+        for (event, ack) in taken {
+            events.push(event);
+            acks.push(ack);
+        }
+        Some(Batch { events, acks })
     }
 
-    pub fn finished(&mut self) {
+    pub fn succeeded(&mut self) {
         self.in_flight = false;
+    }
+
+    /// The batch in flight failed: `undo` (its events' voids) is owed to the journal.
+    pub fn failed(&mut self, undo: Vec<JournalEvent>) {
+        self.in_flight = false;
+        self.owed.splice(0..0, undo);
     }
 
     pub fn is_idle(&self) -> bool {
@@ -73,7 +102,6 @@ pub struct WriterState {
     linger: Duration,
     timer_armed: bool,
     flush_waiters: Vec<RpcReplyPort<()>>,
-    head: Option<Position>,
 }
 
 pub enum WriterMsg {
@@ -83,13 +111,11 @@ pub enum WriterMsg {
     },
     Linger,
     Appended {
-        result: Result<Vec<Position>, JournalError>,
+        result: Result<Vec<Position>, (JournalError, Vec<JournalEvent>)>,
         acks: Vec<Ack>,
     },
     /// Answers once everything handed in so far has been appended (or refused).
     Flush(RpcReplyPort<()>),
-    /// The last position this writer committed, if any.
-    Head(RpcReplyPort<Option<Position>>),
 }
 
 impl Actor for JournalWriter {
@@ -105,7 +131,6 @@ impl Actor for JournalWriter {
             linger: args.linger,
             timer_armed: false,
             flush_waiters: Vec::new(),
-            head: None,
         })
     }
 
@@ -130,17 +155,18 @@ impl Actor for JournalWriter {
                 state.send_batch(&myself);
             }
             WriterMsg::Appended { result, acks } => {
-                state.batches.finished();
                 match result {
                     Ok(positions) => {
-                        state.head = positions.last().copied().or(state.head);
-                        for (ack, position) in acks.into_iter().zip(positions) {
+                        state.batches.succeeded();
+                        let acked = positions.len() - acks.len();
+                        for (ack, position) in acks.into_iter().zip(positions.into_iter().skip(acked)) {
                             ack(Ok(position));
                         }
                         let _ = state.projector.cast(ProjectorMsg::Wake);
                     }
-                    Err(err) => {
+                    Err((err, undo)) => {
                         tracing::warn!(error = %err, events = acks.len(), "journal append failed; reservations rolled back");
+                        state.batches.failed(undo);
                         for ack in acks {
                             ack(Err(AppendFailed));
                         }
@@ -161,9 +187,6 @@ impl Actor for JournalWriter {
                     state.send_batch(&myself);
                 }
             }
-            WriterMsg::Head(reply) => {
-                let _ = reply.send(state.head);
-            }
         }
         Ok(())
     }
@@ -171,12 +194,12 @@ impl Actor for JournalWriter {
 
 impl WriterState {
     fn send_batch(&mut self, myself: &ActorRef<WriterMsg>) {
-        let Some(batch) = self.batches.next_batch() else { return };
-        let (events, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let Some(Batch { events, acks }) = self.batches.next_batch() else { return };
         let journal = Arc::clone(&self.journal);
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = journal.append(events).await;
+            let undo: Vec<JournalEvent> = events.iter().map(JournalEvent::undo).collect();
+            let result = journal.append(events).await.map_err(|err| (err, undo));
             let _ = myself.cast(WriterMsg::Appended { result, acks });
         });
     }
@@ -203,18 +226,44 @@ mod tests {
     fn one_batch_in_flight_and_the_next_fills_meanwhile() {
         let mut commits = GroupCommit::new(3);
         assert!(!commits.push(event(), 1));
-        assert_eq!(commits.next_batch().map(|b| b.len()), Some(1));
+        assert_eq!(commits.next_batch().map(|b| b.events.len()), Some(1));
         for ack in 2..=5 {
             assert!(!commits.push(event(), ack), "nothing is sent while a batch is in flight");
         }
         assert!(commits.next_batch().is_none());
-        commits.finished();
-        let batch: Vec<i32> = commits.next_batch().unwrap().into_iter().map(|(_, ack)| ack).collect();
-        assert_eq!(batch, vec![2, 3, 4], "batches keep arrival order and stop at the maximum");
-        commits.finished();
-        assert_eq!(commits.next_batch().map(|b| b.len()), Some(1));
-        commits.finished();
+        commits.succeeded();
+        assert_eq!(
+            commits.next_batch().unwrap().acks,
+            vec![2, 3, 4],
+            "batches keep arrival order and stop at the maximum"
+        );
+        commits.succeeded();
+        assert_eq!(commits.next_batch().map(|b| b.acks.len()), Some(1));
+        commits.succeeded();
         assert!(commits.is_idle());
+    }
+
+    #[test]
+    fn a_failed_batch_is_voided_ahead_of_everything_after_it() {
+        let mut commits = GroupCommit::new(10);
+        commits.push(event(), 1);
+        let failed = commits.next_batch().unwrap();
+        commits.push(event(), 2);
+        commits.failed(failed.events.iter().map(JournalEvent::undo).collect());
+        assert!(!commits.is_idle(), "the newer event still waits");
+        let next = commits.next_batch().unwrap();
+        assert_eq!(next.events.len() - next.acks.len(), 1);
+        assert_eq!(next.acks, vec![2]);
+        let JournalEvent::Reserved(reserved) = &failed.events[0] else { panic!("a reservation was sent") };
+        assert!(matches!(next.events[0], JournalEvent::Voided(v) if v.order_id == reserved.order_id));
+
+        commits.failed(next.events.iter().map(JournalEvent::undo).collect());
+        assert!(commits.is_idle(), "owed voids alone do not keep a flush waiting");
+        assert!(commits.next_batch().is_none(), "owed voids wait for the next event");
+        commits.push(event(), 3);
+        let retry = commits.next_batch().unwrap();
+        assert_eq!(retry.events.len() - retry.acks.len(), 2, "both voids are owed again, the first one still first");
+        assert!(matches!(retry.events[0], JournalEvent::Voided(v) if v.order_id == reserved.order_id));
     }
 
     #[test]

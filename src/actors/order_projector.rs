@@ -1,6 +1,7 @@
-//! The OrderProjector actor: turns the journal into the `orders` table. Each run reads the events after its
-//! committed position and writes their rows and the new position in one transaction, so after a crash it resumes
-//! exactly where it stopped, and a stretch projected twice changes nothing. It is woken by the journal writer
+//! The OrderProjector actor: turns the journal into the `orders` table. Each run asks the journal to project its
+//! next events; the journal records how far the projection got no earlier than the rows are committed (a position
+//! in the same transaction for the SQL journal, committed consumer-group offsets for Kafka), so after a crash it
+//! resumes where it stopped, and a stretch projected twice changes nothing. It is woken by the journal writer
 //! after each commit and by a slow timer; a failed run is retried with backoff.
 
 use std::sync::Arc;
@@ -10,11 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use super::supervision::Backoff;
-use crate::domain::Position;
-use crate::persistence::{Database, Journal};
-
-/// The projector's row in `projector_offsets`.
-pub const PROJECTOR_NAME: &str = "orders";
+use crate::persistence::{Database, Journal, Projected};
 
 pub struct OrderProjector;
 
@@ -29,8 +26,6 @@ pub struct ProjectorArgs {
 /// What an admin (and the bench) sees of the projector.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct ProjectorStatus {
-    /// Every journal event at or before this position is in `orders`.
-    pub position: i64,
     /// Orders written since this process started.
     pub projected: u64,
     /// Time spent in runs that wrote at least one order.
@@ -46,7 +41,6 @@ pub struct ProjectorState {
     db: Database,
     batch: usize,
     retry: Backoff,
-    position: Option<Position>,
     running: bool,
     wake_again: bool,
     failures_in_a_row: u32,
@@ -55,14 +49,8 @@ pub struct ProjectorState {
 
 pub enum ProjectorMsg {
     Wake,
-    Ran { result: Result<Run, String>, took: Duration },
+    Ran { result: Result<Projected, String>, took: Duration },
     Status(RpcReplyPort<ProjectorStatus>),
-}
-
-pub struct Run {
-    position: Position,
-    events: usize,
-    inserted: usize,
 }
 
 impl Actor for OrderProjector {
@@ -82,7 +70,6 @@ impl Actor for OrderProjector {
             db: args.db,
             batch: args.batch.max(1),
             retry: args.retry,
-            position: None,
             running: false,
             wake_again: false,
             failures_in_a_row: 0,
@@ -102,10 +89,8 @@ impl Actor for OrderProjector {
             ProjectorMsg::Ran { result: Ok(run), took } => {
                 state.running = false;
                 state.failures_in_a_row = 0;
-                state.position = Some(run.position);
-                state.status.position = run.position.get();
-                if run.inserted > 0 {
-                    state.status.projected += run.inserted as u64;
+                if run.orders > 0 {
+                    state.status.projected += run.orders as u64;
                     state.status.busy_seconds += took.as_secs_f64();
                     state.status.orders_per_second = state.status.projected as f64 / state.status.busy_seconds;
                 }
@@ -115,7 +100,6 @@ impl Actor for OrderProjector {
             }
             ProjectorMsg::Ran { result: Err(err), .. } => {
                 state.running = false;
-                state.position = None;
                 state.status.failures += 1;
                 let delay = state.retry.delay(state.failures_in_a_row);
                 state.failures_in_a_row += 1;
@@ -133,29 +117,12 @@ impl Actor for OrderProjector {
 impl ProjectorState {
     fn start_run(&mut self, myself: &ActorRef<ProjectorMsg>) {
         self.running = true;
-        let (journal, db, batch, known) = (Arc::clone(&self.journal), self.db.clone(), self.batch, self.position);
+        let (journal, db, batch) = (Arc::clone(&self.journal), self.db.clone(), self.batch);
         let myself = myself.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let result = project_next(journal, db, batch, known).await;
+            let result = journal.project_next(&db, batch).await.map_err(|err| err.to_string());
             let _ = myself.cast(ProjectorMsg::Ran { result, took: started.elapsed() });
         });
     }
-}
-
-async fn project_next(
-    journal: Arc<dyn Journal>,
-    db: Database,
-    batch: usize,
-    known: Option<Position>,
-) -> Result<Run, String> {
-    let after = match known {
-        Some(position) => position,
-        None => db.projector_position(PROJECTOR_NAME).await.map_err(|err| err.to_string())?,
-    };
-    let events = journal.read(after, batch).await.map_err(|err| err.to_string())?;
-    let count = events.len();
-    let position = events.last().map_or(after, |recorded| recorded.position);
-    let inserted = db.project_orders(PROJECTOR_NAME, events).await.map_err(|err| err.to_string())?;
-    Ok(Run { position, events: count, inserted })
 }

@@ -17,17 +17,40 @@ pub struct Reservation {
     pub pay_before: Timestamp,
 }
 
+/// A reservation whose append was reported failed, so its buyer was refused and its stock put back. The append
+/// may still have landed (a lost acknowledgement, or the rest of a batch that failed in part), so the journal
+/// writer records this before anything else of the product is acknowledged: whoever reads the journal drops the
+/// reservation, and its unit is never counted twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voided {
+    pub order_id: OrderId,
+    pub product_id: ProductId,
+}
+
 /// One fact about a product's stock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JournalEvent {
     Reserved(Reservation),
+    Voided(Voided),
 }
 
 impl JournalEvent {
     pub fn product_id(&self) -> ProductId {
         match self {
             JournalEvent::Reserved(reservation) => reservation.product_id,
+            JournalEvent::Voided(voided) => voided.product_id,
+        }
+    }
+
+    /// What must be journaled if this event's append is reported failed: a reservation is voided, and a void
+    /// is simply written again.
+    pub fn undo(&self) -> JournalEvent {
+        match self {
+            JournalEvent::Reserved(reservation) => {
+                JournalEvent::Voided(Voided { order_id: reservation.order_id, product_id: reservation.product_id })
+            }
+            JournalEvent::Voided(voided) => JournalEvent::Voided(*voided),
         }
     }
 
@@ -73,5 +96,9 @@ mod tests {
         assert!(json.contains("\"v\":1"));
         assert!(json.contains("\"type\":\"reserved\""));
         assert_eq!(JournalEvent::from_json(&json).unwrap(), event);
+        let void = event.undo();
+        assert!(void.to_json().contains("\"type\":\"voided\""));
+        assert_eq!(JournalEvent::from_json(&void.to_json()).unwrap(), void);
+        assert_eq!(void.undo(), void, "a void that failed is written again, not undone");
     }
 }

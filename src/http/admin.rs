@@ -57,11 +57,11 @@ pub async fn product_orders(state: AppState, id: String, _: Caller) -> Result<Re
 
 pub async fn projector(state: AppState, _: Caller) -> Result<Response, Problem> {
     let status = state.engine.projector_status().await?;
-    let head = state.engine.journal_head().await?;
+    let lag = state.engine.projection_lag().await?;
     let body = serde_json::json!({
         "projector": status,
-        "journal_head": head,
-        "caught_up": head.is_none_or(|head| status.position >= head),
+        "lag": lag,
+        "caught_up": lag == 0,
         "product_restarts": state.engine.restarts().await?,
     });
     Ok(warp::reply::json(&body).into_response())

@@ -3,6 +3,7 @@
 //! deployment are interchangeable to the actors.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -33,9 +34,43 @@ pub trait Journal: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Recorded>, JournalError>;
 
-    /// Up to `limit` events of every product after `after`, in order.
-    async fn read(&self, after: Position, limit: usize) -> Result<Vec<Recorded>, JournalError>;
+    /// Writes the next events (up to `limit`) into the `orders` table of `orders`, and records how far the
+    /// projection got no earlier than the rows are committed: after a crash in between, the stretch is projected
+    /// again, which changes nothing.
+    async fn project_next(&self, orders: &Database, limit: usize) -> Result<Projected, JournalError>;
+
+    /// How many events the projection has yet to write.
+    async fn projection_lag(&self, orders: &Database) -> Result<u64, JournalError>;
 }
+
+/// Where the Kafka journal lives and how long to wait for it (used when the service is built with `kafka`).
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// Partitions of a topic this service creates; an existing topic keeps its own count.
+    pub partitions: i32,
+    pub replication: i32,
+    /// The order projection's consumer group.
+    pub group: String,
+    /// How long a record may wait for the broker's acknowledgement before its append is reported failed.
+    pub delivery_timeout: Duration,
+    /// Bound on metadata, offset and read requests.
+    pub request_timeout: Duration,
+    pub linger: Duration,
+}
+
+/// What one projection step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Projected {
+    /// Journal events read.
+    pub events: usize,
+    /// Orders written that were not there before.
+    pub orders: usize,
+}
+
+/// The projection's name in `projector_offsets`, where a journal kept in a table records how far it got.
+const PROJECTION: &str = "orders";
 
 /// The journal as a table. Positions are handed out here, so a single writer (the JournalWriter actor) appends;
 /// after any failed append the next position is read again from the table.
@@ -43,6 +78,8 @@ pub trait Journal: Send + Sync + 'static {
 pub struct SqlJournal {
     db: Database,
     next: Arc<Mutex<Option<i64>>>,
+    /// The projection's position as last committed; read again from the table after any failure.
+    projected: Arc<Mutex<Option<Position>>>,
 }
 
 #[derive(Insertable)]
@@ -58,7 +95,7 @@ const ROWS_PER_INSERT: usize = 1_000;
 
 impl SqlJournal {
     pub fn new(db: Database) -> Self {
-        Self { db, next: Arc::new(Mutex::new(None)) }
+        Self { db, next: Arc::new(Mutex::new(None)), projected: Arc::new(Mutex::new(None)) }
     }
 }
 
@@ -75,7 +112,7 @@ impl Journal for SqlJournal {
         let appended = self
             .db
             .write(move |conn| {
-                let mut next = next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut next = lock(&next);
                 let first = match *next {
                     Some(first) => first,
                     None => {
@@ -123,9 +160,38 @@ impl Journal for SqlJournal {
         self.load_after(Some(product), after, limit).await
     }
 
-    async fn read(&self, after: Position, limit: usize) -> Result<Vec<Recorded>, JournalError> {
-        self.load_after(None, after, limit).await
+    async fn project_next(&self, orders: &Database, limit: usize) -> Result<Projected, JournalError> {
+        let known = *lock(&self.projected);
+        let after = match known {
+            Some(position) => position,
+            None => orders.projector_position(PROJECTION).await?,
+        };
+        let step = async {
+            let events = self.load_after(None, after, limit).await?;
+            let read = events.len();
+            let last = events.last().map_or(after, |recorded| recorded.position);
+            let written = orders.project_orders(events, Some(PROJECTION)).await?;
+            Ok::<_, JournalError>((Projected { events: read, orders: written }, last))
+        };
+        let outcome = step.await;
+        *lock(&self.projected) = outcome.as_ref().ok().map(|(_, last)| *last);
+        outcome.map(|(projected, _)| projected)
     }
+
+    async fn projection_lag(&self, orders: &Database) -> Result<u64, JournalError> {
+        let after = orders.projector_position(PROJECTION).await?;
+        let behind = self
+            .db
+            .run(move |conn| {
+                Ok(journal::table.filter(journal::position.gt(after.get())).count().get_result::<i64>(conn)?)
+            })
+            .await?;
+        Ok(behind.unsigned_abs())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SqlJournal {

@@ -3,6 +3,8 @@
 
 pub mod db;
 pub mod journal;
+#[cfg(feature = "kafka")]
+pub mod kafka_journal;
 pub mod orders;
 pub mod products;
 pub mod redis_snapshots;
@@ -11,7 +13,9 @@ pub mod snapshots;
 pub mod users;
 
 pub use db::{Database, DbError};
-pub use journal::{Journal, JournalError, SqlJournal};
+pub use journal::{Journal, JournalError, KafkaConfig, Projected, SqlJournal};
+#[cfg(feature = "kafka")]
+pub use kafka_journal::KafkaJournal;
 pub use redis_snapshots::RedisSnapshots;
 pub use snapshots::{SnapshotError, SnapshotStore, SqlSnapshots};
 pub use users::{Account, MAX_BULK_ACCOUNTS};

@@ -1,13 +1,14 @@
 //! The `orders` table: the read side built from the journal by the OrderProjector, and what buyers and admins
-//! query. Rows and the projector's position are written in one transaction, so a crash never leaves one without
-//! the other, and inserts ignore rows already there, so replaying a stretch twice changes nothing.
+//! query. Rows and, for a journal kept in a table, the projector's position are written in one transaction, so a
+//! crash never leaves one without the other; inserts ignore rows already there and voids delete theirs, so
+//! replaying a stretch twice, in journal order, changes nothing.
 
 use diesel::prelude::*;
 
 use super::db::{per_backend, Database, DbError};
 use super::schema::{orders, projector_offsets};
 use crate::domain::{
-    JournalEvent, Order, OrderId, OrderStatus, Position, ProductId, Quantity, Recorded, Timestamp, UserId,
+    JournalEvent, Order, OrderId, OrderStatus, Position, ProductId, Quantity, Recorded, Reservation, Timestamp, UserId,
 };
 
 #[derive(Insertable, Queryable, Selectable)]
@@ -27,8 +28,7 @@ struct OrderRow {
 const ROWS_PER_INSERT: usize = 1_000;
 
 impl OrderRow {
-    fn projected(recorded: &Recorded) -> Self {
-        let JournalEvent::Reserved(reservation) = &recorded.event;
+    fn projected(reservation: &Reservation, position: Position) -> Self {
         let order = Order::reserved(reservation);
         Self {
             order_id: order.order_id.to_string(),
@@ -38,7 +38,7 @@ impl OrderRow {
             status: order.status.as_str().to_owned(),
             reserved_at: order.reserved_at.millis(),
             pay_before: order.pay_before.millis(),
-            journal_position: recorded.position.get(),
+            journal_position: position.get(),
         }
     }
 
@@ -74,25 +74,37 @@ impl InsertNewOrders for diesel::SqliteConnection {
 }
 
 impl Database {
-    /// Writes the orders `events` describe and moves projector `name` to the last event's position, atomically.
-    /// Returns how many orders were new.
-    pub async fn project_orders(&self, name: &'static str, events: Vec<Recorded>) -> Result<usize, DbError> {
+    /// Writes the orders `events` describe, and, given a `cursor`, moves that projector to the last event's
+    /// position in the same transaction. Returns how many orders were new.
+    pub async fn project_orders(&self, events: Vec<Recorded>, cursor: Option<&'static str>) -> Result<usize, DbError> {
         let Some(last) = events.last().map(|recorded| recorded.position) else {
             return Ok(0);
         };
-        let rows: Vec<OrderRow> = events.iter().map(OrderRow::projected).collect();
+        let mut rows = Vec::with_capacity(events.len());
+        let mut voided = Vec::new();
+        for recorded in &events {
+            match &recorded.event {
+                JournalEvent::Reserved(reservation) => rows.push(OrderRow::projected(reservation, recorded.position)),
+                JournalEvent::Voided(void) => voided.push(void.order_id.to_string()),
+            }
+        }
         self.write(move |conn| {
             let inserted = per_backend!(conn, conn => conn.transaction(|conn| {
                 let mut inserted = 0;
                 for chunk in rows.chunks(ROWS_PER_INSERT) {
                     inserted += conn.insert_new_orders(chunk)?;
                 }
-                diesel::insert_into(projector_offsets::table)
-                    .values((projector_offsets::name.eq(name), projector_offsets::position.eq(last.get())))
-                    .on_conflict(projector_offsets::name)
-                    .do_update()
-                    .set(projector_offsets::position.eq(last.get()))
-                    .execute(conn)?;
+                for chunk in voided.chunks(ROWS_PER_INSERT) {
+                    diesel::delete(orders::table.filter(orders::order_id.eq_any(chunk))).execute(conn)?;
+                }
+                if let Some(name) = cursor {
+                    diesel::insert_into(projector_offsets::table)
+                        .values((projector_offsets::name.eq(name), projector_offsets::position.eq(last.get())))
+                        .on_conflict(projector_offsets::name)
+                        .do_update()
+                        .set(projector_offsets::position.eq(last.get()))
+                        .execute(conn)?;
+                }
                 diesel::QueryResult::Ok(inserted)
             }))?;
             Ok(inserted)

@@ -1,6 +1,9 @@
-//! `spawn_app()` for integration tests: the real service, in-process, on a random port, against a fresh SQLite file
-//! or a fresh PostgreSQL database. Every scenario runs on both (see `on_every_backend!`). PostgreSQL is reached at
-//! `SECKILL_TEST_POSTGRES_URL` (default: the local server); if it is not there the test fails, it is never skipped.
+//! `spawn_app()` for integration tests: the real service, in-process, on a random port. Every scenario runs on
+//! each backend (see `on_every_backend!`): the embedded default (a fresh SQLite file), PostgreSQL alone (a fresh
+//! database holding the journal too), and the production backends (a fresh PostgreSQL database, a Kafka topic and
+//! consumer group of its own, and a Redis key prefix of its own). The servers are reached at
+//! `SECKILL_TEST_POSTGRES_URL`, `SECKILL_TEST_KAFKA_BROKERS` and `SECKILL_TEST_REDIS_URL` (defaults: the local
+//! ones); a server that is not there fails the test, it is never skipped.
 
 #![allow(dead_code)]
 
@@ -12,10 +15,12 @@ use seckill::app::App;
 use seckill::config::Settings;
 use serde_json::{json, Value};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// PostgreSQL, the Kafka journal and Redis snapshots: `config/production.toml`'s backends.
+    Production,
 }
 
 /// Declares one `#[tokio::test]` per backend for an `async fn scenario(Backend)`.
@@ -32,6 +37,11 @@ macro_rules! on_every_backend {
             async fn postgres() {
                 super::$scenario($crate::common::Backend::Postgres).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn production() {
+                super::$scenario($crate::common::Backend::Production).await;
+            }
         }
     };
 }
@@ -40,38 +50,83 @@ pub fn postgres_admin_url() -> String {
     std::env::var("SECKILL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// A database nobody else uses, and how to get rid of it.
+pub fn kafka_brokers() -> String {
+    std::env::var("SECKILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("SECKILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Backends nobody else uses (a database, and for production a topic, a group and a key prefix), the settings
+/// that point at them, and how to get rid of the database.
 pub struct Scratch {
     pub url: String,
+    overrides: Vec<(String, String)>,
     dir: Option<tempfile::TempDir>,
     postgres_name: Option<String>,
 }
 
 impl Scratch {
     pub fn new(backend: Backend) -> Self {
-        match backend {
+        let mut scratch = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("seckill.db").display());
-                Self { url, dir: Some(dir), postgres_name: None }
+                Self { url, overrides: Vec::new(), dir: Some(dir), postgres_name: None }
             }
-            Backend::Postgres => {
+            Backend::Postgres | Backend::Production => {
                 let admin_url = postgres_admin_url();
                 let name = format!("seckill_test_{}", uuid::Uuid::now_v7().simple());
                 let mut conn = PgConnection::establish(&admin_url)
                     .unwrap_or_else(|err| panic!("PostgreSQL is required at {admin_url} (start it first): {err}"));
                 diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
                 let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-                Self { url: format!("{base}/{name}"), dir: None, postgres_name: Some(name) }
+                Self { url: format!("{base}/{name}"), overrides: Vec::new(), dir: None, postgres_name: Some(name) }
             }
+        };
+        if backend == Backend::Production {
+            let own = format!("seckill-test-{}", uuid::Uuid::now_v7().simple());
+            scratch.set("journal.backend", "kafka");
+            scratch.set("journal.kafka.brokers", &kafka_brokers());
+            scratch.set("journal.kafka.topic", &own);
+            scratch.set("journal.kafka.group", &own);
+            scratch.set("snapshots.store", "redis");
+            scratch.set("snapshots.redis_url", &redis_url());
+            scratch.set("snapshots.redis_prefix", &own);
         }
+        scratch
     }
-}
 
-impl Scratch {
     /// A database someone else created and will clean up.
     pub fn existing(url: String) -> Self {
-        Self { url, dir: None, postgres_name: None }
+        Self { url, overrides: Vec::new(), dir: None, postgres_name: None }
+    }
+
+    /// Sets dotted `key` for every service started on this scratch.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.overrides.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Everything that differs from `config/default.toml`, as dotted keys and values.
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        let mut all = vec![("database.url".to_owned(), self.url.clone())];
+        all.extend(self.overrides.iter().cloned());
+        all
+    }
+
+    /// The same, as the environment of a `seckill` process.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.overrides().into_iter().map(|(key, value)| (Settings::env_var(&key), value)).collect()
+    }
+
+    pub fn settings(&self) -> Settings {
+        let mut overrides = self.overrides();
+        overrides.extend(
+            [("server.listen", "127.0.0.1:0"), ("snapshots.every_units", "50"), ("projector.poll_ms", "50")]
+                .map(|(key, value)| (key.to_owned(), value.to_owned())),
+        );
+        Settings::load_with(None, &overrides).expect("test settings")
     }
 }
 
@@ -84,15 +139,6 @@ impl Drop for Scratch {
         }
         let _ = self.dir.take();
     }
-}
-
-pub fn test_settings(database_url: &str) -> Settings {
-    let mut settings = Settings::load(None).expect("config/default.toml");
-    settings.database.url = database_url.to_owned().into();
-    settings.server.listen = "127.0.0.1:0".parse().expect("address");
-    settings.snapshots.every_units = 50;
-    settings.projector.poll_ms = 50;
-    settings
 }
 
 /// A running in-process service, its database, and a client for it.
@@ -129,7 +175,7 @@ pub async fn start_on(scratch: Scratch) -> TestApp {
 
 /// Starts the service on `scratch` with settings adjusted by `adjust`.
 pub async fn start_with(scratch: Scratch, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let mut settings = test_settings(&scratch.url);
+    let mut settings = scratch.settings();
     adjust(&mut settings);
     let app = App::start(&settings).await.expect("service starts");
     let api = Api::connect(format!("http://{}", app.addr())).await;

@@ -300,8 +300,14 @@ async fn recover(product: &Product, deps: &ProductDeps) -> Result<StockSnapshot,
         let Some(last) = page.last() else { break };
         position = last.position;
         for recorded in page {
-            let JournalEvent::Reserved(reservation) = recorded.event;
-            by_order.entry(reservation.order_id).or_insert_with(|| Arc::new(reservation));
+            match recorded.event {
+                JournalEvent::Reserved(reservation) => {
+                    by_order.entry(reservation.order_id).or_insert_with(|| Arc::new(reservation));
+                }
+                JournalEvent::Voided(voided) => {
+                    by_order.remove(&voided.order_id);
+                }
+            }
         }
     }
     Ok(StockSnapshot { position, reservations: by_order.into_values().collect() })

@@ -1,0 +1,360 @@
+//! The journal on Kafka, for production. Each product's events go to one partition (chosen from the product id,
+//! which is also the record key), so a product's history is ordered and a recovery reads one partition from the
+//! snapshot's position, keeping the records with its key. A position is the record's offset + 1, so position 0
+//! still means "before everything".
+//!
+//! The producer is idempotent with `acks=all`, and `append` answers only once the broker acknowledged every record
+//! of the batch. The order projection is a consumer-group member that commits offsets only after the rows are
+//! committed in the database: at-least-once delivery onto idempotent writes. No Kafka transactions are used.
+//!
+//! librdkafka's calls that wait (metadata, offsets, polling) run on blocking threads.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::db::Database;
+use super::journal::{Journal, JournalError, KafkaConfig, Projected};
+use crate::domain::{JournalEvent, Position, ProductId, Recorded};
+
+pub struct KafkaJournal {
+    config: KafkaConfig,
+    partitions: i32,
+    /// Replaced when librdkafka declares it unusable (a fatal idempotence error).
+    producer: RwLock<FutureProducer>,
+    /// Reads partitions for recoveries and the group's committed offsets for the lag; never joins the group.
+    reader: Arc<Mutex<BaseConsumer>>,
+    /// The projection's group member; dropped after a failed step so the next one resumes from committed offsets.
+    projection: Mutex<Option<Arc<BaseConsumer>>>,
+}
+
+impl From<KafkaError> for JournalError {
+    fn from(err: KafkaError) -> Self {
+        JournalError::Unavailable(format!("kafka: {err}"))
+    }
+}
+
+impl KafkaJournal {
+    /// Connects, creates the topic if it does not exist, and learns its partition count.
+    pub async fn connect(config: KafkaConfig) -> Result<Self, JournalError> {
+        ensure_topic(&config).await?;
+        let reader: BaseConsumer = consumer_config(&config).create()?;
+        let (reader, partitions) = blocking({
+            let (topic, timeout) = (config.topic.clone(), config.request_timeout);
+            move || {
+                let partitions = partition_count(&reader, &topic, timeout)?;
+                Ok((reader, partitions))
+            }
+        })
+        .await?;
+        if partitions != config.partitions {
+            tracing::warn!(topic = %config.topic, partitions, configured = config.partitions,
+                "the journal topic exists with another partition count; using the topic's");
+        }
+        Ok(Self {
+            producer: RwLock::new(producer(&config)?),
+            partitions,
+            reader: Arc::new(Mutex::new(reader)),
+            projection: Mutex::new(None),
+            config,
+        })
+    }
+
+    fn partition_of(&self, product: ProductId) -> i32 {
+        partition_of(product, self.partitions)
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// After a failure: a producer that librdkafka declared fatally broken is replaced by a new one.
+    fn renew_producer_if_fatal(&self, producer: &FutureProducer) {
+        let Some((code, reason)) = producer.client().fatal_error() else { return };
+        tracing::warn!(?code, %reason, "kafka producer failed fatally; starting a new one");
+        match self::producer(&self.config) {
+            Ok(fresh) => *self.producer.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh,
+            Err(err) => tracing::warn!(error = %err, "kafka producer could not be renewed; will try again"),
+        }
+    }
+
+    fn group_member(&self) -> Result<Arc<BaseConsumer>, JournalError> {
+        let mut slot = self.projection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(member) = slot.as_ref() {
+            return Ok(Arc::clone(member));
+        }
+        let member: BaseConsumer = consumer_config(&self.config).set("auto.offset.reset", "earliest").create()?;
+        member.subscribe(&[&self.config.topic])?;
+        let member = Arc::new(member);
+        *slot = Some(Arc::clone(&member));
+        Ok(member)
+    }
+
+    fn drop_group_member(&self) {
+        self.projection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    }
+}
+
+#[async_trait]
+impl Journal for KafkaJournal {
+    async fn append(&self, events: Vec<JournalEvent>) -> Result<Vec<Position>, JournalError> {
+        let producer = self.producer();
+        let mut deliveries = Vec::with_capacity(events.len());
+        let mut refused = None;
+        for event in &events {
+            let product = event.product_id();
+            let (key, payload) = (product.get().to_string(), event.to_json());
+            let record =
+                FutureRecord::to(&self.config.topic).partition(self.partition_of(product)).key(&key).payload(&payload);
+            match producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((err, _)) => {
+                    refused = Some(err);
+                    break;
+                }
+            }
+        }
+        // Every record handed over is waited for, even after a refusal, so nothing of this batch is still on its
+        // way when the writer sends the voids that cancel it.
+        let mut positions = Vec::with_capacity(deliveries.len());
+        let mut failed = refused.map(JournalError::from);
+        for delivery in futures::future::join_all(deliveries).await {
+            match delivery {
+                Ok(Ok(delivered)) => positions.push(Position::new(delivered.offset + 1)),
+                Ok(Err((err, _))) => failed = Some(err.into()),
+                Err(_canceled) => failed = Some(JournalError::Unavailable("kafka producer went away".into())),
+            }
+        }
+        match failed {
+            None => Ok(positions),
+            Some(err) => {
+                self.renew_producer_if_fatal(&producer);
+                Err(err)
+            }
+        }
+    }
+
+    async fn read_product(
+        &self,
+        product: ProductId,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<Recorded>, JournalError> {
+        let reader = Arc::clone(&self.reader);
+        let (topic, partition, timeout) =
+            (self.config.topic.clone(), self.partition_of(product), self.config.request_timeout);
+        blocking(move || {
+            let reader = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let read = read_partition(&reader, &topic, partition, product, after, limit, timeout);
+            let _ = reader.unassign();
+            read
+        })
+        .await
+    }
+
+    async fn project_next(&self, orders: &Database, limit: usize) -> Result<Projected, JournalError> {
+        let step = async {
+            let member = self.group_member()?;
+            let (events, offsets) = blocking({
+                let (member, topic) = (Arc::clone(&member), self.config.topic.clone());
+                move || poll_batch(&member, &topic, limit)
+            })
+            .await?;
+            let read = events.len();
+            let written = orders.project_orders(events, None).await?;
+            if offsets.count() > 0 {
+                blocking(move || Ok(member.commit(&offsets, CommitMode::Sync)?)).await?;
+            }
+            Ok(Projected { events: read, orders: written })
+        };
+        let outcome = step.await;
+        if outcome.is_err() {
+            self.drop_group_member();
+        }
+        outcome
+    }
+
+    async fn projection_lag(&self, _orders: &Database) -> Result<u64, JournalError> {
+        let reader = Arc::clone(&self.reader);
+        let (topic, partitions, timeout) = (self.config.topic.clone(), self.partitions, self.config.request_timeout);
+        blocking(move || {
+            let reader = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut wanted = TopicPartitionList::new();
+            for partition in 0..partitions {
+                wanted.add_partition(&topic, partition);
+            }
+            let committed = reader.committed_offsets(wanted, timeout)?;
+            let mut lag = 0;
+            for partition in 0..partitions {
+                let (low, high) = reader.fetch_watermarks(&topic, partition, timeout)?;
+                let done = match committed.find_partition(&topic, partition).map(|elem| elem.offset()) {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => low,
+                };
+                lag += u64::try_from(high - done.max(low)).unwrap_or(0);
+            }
+            Ok(lag)
+        })
+        .await
+    }
+}
+
+/// The partition that holds `product`'s events.
+pub fn partition_of(product: ProductId, partitions: i32) -> i32 {
+    let partitions = i64::from(partitions.max(1));
+    i32::try_from(product.get().rem_euclid(partitions)).unwrap_or(0)
+}
+
+fn base_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", "seckill")
+        .set("socket.timeout.ms", config.request_timeout.as_millis().to_string());
+    client
+}
+
+fn producer(config: &KafkaConfig) -> Result<FutureProducer, JournalError> {
+    Ok(base_config(config)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", config.linger.as_millis().to_string())
+        .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
+        .create()?)
+}
+
+fn consumer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = base_config(config);
+    client
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    client
+}
+
+async fn ensure_topic(config: &KafkaConfig) -> Result<(), JournalError> {
+    let admin: AdminClient<DefaultClientContext> = base_config(config).create()?;
+    let topic = NewTopic::new(&config.topic, config.partitions, TopicReplication::Fixed(config.replication));
+    let options = AdminOptions::new().request_timeout(Some(config.request_timeout));
+    for result in admin.create_topics([&topic], &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(JournalError::Unavailable(format!("kafka: cannot create topic {name}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The topic's partition count, once its metadata shows it (a new topic can take a moment).
+fn partition_count(client: &BaseConsumer, topic: &str, timeout: Duration) -> Result<i32, JournalError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let metadata = client.fetch_metadata(Some(topic), timeout)?;
+        let count = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+        if count > 0 {
+            return i32::try_from(count).map_err(|_| JournalError::Unavailable("kafka: absurd partition count".into()));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(JournalError::Unavailable(format!("kafka: topic {topic} has no partitions")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Up to `limit` of `product`'s events after `after` in its partition, stopping at the partition's end.
+fn read_partition(
+    reader: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    product: ProductId,
+    after: Position,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<Recorded>, JournalError> {
+    let (low, high) = reader.fetch_watermarks(topic, partition, timeout)?;
+    let mut next = after.get().max(low);
+    if next >= high {
+        return Ok(Vec::new());
+    }
+    let mut start = TopicPartitionList::new();
+    start.add_partition_offset(topic, partition, Offset::Offset(next))?;
+    reader.assign(&start)?;
+    let key = product.get().to_string();
+    let mut events = Vec::new();
+    while next < high && events.len() < limit {
+        let message = match reader.poll(timeout) {
+            Some(message) => message?,
+            None => {
+                return Err(JournalError::Unavailable(format!("kafka: no record at {topic}/{partition}@{next}")));
+            }
+        };
+        next = message.offset() + 1;
+        if message.key() == Some(key.as_bytes()) {
+            events.push(decode(&message)?);
+        }
+    }
+    Ok(events)
+}
+
+/// What one poll of the group member brought: the events, and the offsets to commit once they are projected.
+fn poll_batch(
+    member: &BaseConsumer,
+    topic: &str,
+    limit: usize,
+) -> Result<(Vec<Recorded>, TopicPartitionList), JournalError> {
+    let mut events = Vec::new();
+    let mut next_offsets = std::collections::BTreeMap::new();
+    let mut wait = Duration::from_millis(100);
+    while events.len() < limit {
+        let Some(message) = member.poll(wait) else { break };
+        let message = message?;
+        wait = Duration::ZERO;
+        next_offsets.insert(message.partition(), message.offset() + 1);
+        events.push(decode(&message)?);
+    }
+    let mut offsets = TopicPartitionList::new();
+    for (partition, offset) in next_offsets {
+        offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    Ok((events, offsets))
+}
+
+fn decode(message: &impl Message) -> Result<Recorded, JournalError> {
+    let position = Position::new(message.offset() + 1);
+    let corrupt = |reason: String| JournalError::Corrupt { position, reason };
+    let payload = message.payload().ok_or_else(|| corrupt("empty record".into()))?;
+    let text = std::str::from_utf8(payload).map_err(|err| corrupt(err.to_string()))?;
+    let event = JournalEvent::from_json(text).map_err(|err| corrupt(err.to_string()))?;
+    Ok(Recorded { position, event })
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
+) -> Result<T, JournalError> {
+    tokio::task::spawn_blocking(work).await.map_err(|err| JournalError::Unavailable(format!("kafka worker: {err}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_product_always_lands_on_the_same_partition_and_all_partitions_are_used() {
+        let product = |id: i64| ProductId::try_from(id).unwrap();
+        assert_eq!(partition_of(product(7), 4), partition_of(product(7), 4));
+        let used: std::collections::BTreeSet<i32> = (1..=8).map(|id| partition_of(product(id), 4)).collect();
+        assert_eq!(used, (0..4).collect());
+        assert_eq!(partition_of(product(5), 1), 0);
+    }
+}
