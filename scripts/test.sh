@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the packages it needs, starts PostgreSQL and Redis if they are
-# not running, then runs every test (unit, property, HTTP integration on SQLite and PostgreSQL, kill -9 crash tests,
-# Redis snapshot and Redis outage tests). A server that cannot be started fails the run; nothing is skipped.
+# not running, installs (once) and starts a Kafka-protocol broker (tansu) of its own, then runs every test: unit,
+# property, HTTP integration on the embedded default, on PostgreSQL and on the production backends (PostgreSQL +
+# Kafka + Redis), kill -9 crash tests on each, and the outage tests. A server that cannot be started fails the run;
+# nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
 need_packages=()
-for package in pkg-config libsqlite3-dev libpq-dev redis-server; do
+# cmake and libcurl's headers build librdkafka for the Kafka journal (feature `kafka`).
+for package in pkg-config libsqlite3-dev libpq-dev redis-server cmake libcurl4-openssl-dev; do
   dpkg -s "$package" >/dev/null 2>&1 || need_packages+=("$package")
 done
 if ((${#need_packages[@]})); then
@@ -37,8 +40,29 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis is not reachable on 127.0.0.1:6379; the tests need it" >&2; exit 1; }
 
+# The Kafka-protocol broker: tansu 0.6, built once (about 18 minutes cold) and reused, with SQLite storage in a
+# clean folder of its own (it reads .env and STORAGE_ENGINE from where it starts), stopped when the tests end.
+TANSU="${SECKILL_TEST_TANSU:-$HOME/.cargo/bin/tansu}"
+if [[ ! -x "$TANSU" ]]; then
+  log "installing tansu 0.6.0 (once; about 18 minutes)"
+  cargo install tansu --version 0.6.0 --locked --no-default-features --features libsql
+fi
+export SECKILL_TEST_TANSU="$TANSU"
+broker_dir="$(mktemp -d)"
+broker_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+log "starting tansu on 127.0.0.1:$broker_port"
+(cd "$broker_dir" && exec env -u STORAGE_ENGINE "$TANSU" broker \
+  --listener-url "tcp://127.0.0.1:$broker_port" --advertised-listener-url "tcp://127.0.0.1:$broker_port" \
+  --storage-engine sqlite://broker.db >broker.log 2>&1) &
+broker_pid=$!
+trap 'kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; rm -rf "$broker_dir"' EXIT
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break; sleep 0.1; done
+(exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null \
+  || { echo "tansu did not start on 127.0.0.1:$broker_port:" >&2; cat "$broker_dir/broker.log" >&2; exit 1; }
+export SECKILL_TEST_KAFKA_BROKERS="127.0.0.1:$broker_port"
+
 # The crowd tests hold a few thousand sockets open at once.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 log "cargo test"
-cargo test --locked --lib --bins --tests "$@"
+cargo test --locked --features kafka --lib --bins --tests "$@"

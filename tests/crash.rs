@@ -10,16 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Api, Backend, Scratch};
+use common::{free_port, Api, Backend, Scratch};
 use futures::future::join_all;
 use reqwest::StatusCode;
 
 const STOCK: u32 = 600;
 const KILL_AFTER_ACCEPTED: usize = 200;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
 
 fn start_server(scratch: &Scratch, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_seckill"))

@@ -1,7 +1,9 @@
 //! The journal's database goes away mid-sale — a PostgreSQL server of this test's own, stopped the hard way. Buyers
 //! must get a clean `503` with `Retry-After` and nothing taken; the service must say it is not ready; and when the
 //! database is back, sales must resume by themselves, the projector must catch up (it retried with backoff), every
-//! acknowledged order must be there exactly once, and the stock must sell out exactly.
+//! acknowledged order must be there exactly once, and the stock must sell out exactly. With the production
+//! backends the journal is Kafka, so the same outage stops only the order projection: sales go on, the projector
+//! retries with backoff, and it catches up once the database is back.
 
 mod common;
 
@@ -148,5 +150,45 @@ async fn a_journal_outage_refuses_cleanly_and_sales_resume_by_themselves() {
     assert!(projector.body["projector"]["failures"].as_u64() > Some(0), "the projector retried: {}", projector.body);
     let view = app.admin_view(product).await;
     assert_eq!((view["reserved"].as_u64(), view["available"].as_u64()), (Some(100), Some(0)), "{view}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_database_outage_under_the_kafka_journal_stops_only_the_projection() {
+    let postgres = PrivatePostgres::start();
+    let scratch = Scratch::existing(postgres.url()).with_production_backends();
+    let app = common::start_with(scratch, |settings| {
+        settings.database.connect_timeout_ms = 500;
+        settings.supervision.backoff_cap_ms = 500;
+    })
+    .await;
+    let product = app.create_product(100, 1, 2).await;
+    let users = app.customers(100).await;
+    let buy = |range: std::ops::Range<usize>| {
+        join_all(users[range].iter().map(|(_, token)| app.purchase(product, token, None, 1)))
+    };
+    let mut answers = buy(0..30).await;
+
+    postgres.crash();
+    answers.extend(buy(30..70).await);
+    let projector_failed = Instant::now() + Duration::from_secs(30);
+    loop {
+        let projector =
+            app.send(app.client.get(app.url("/api/v1/admin/projector")).bearer_auth(&app.admin_token)).await;
+        if projector.body["projector"]["failures"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(Instant::now() < projector_failed, "the projector never noticed the outage: {}", projector.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    postgres.resume();
+    answers.extend(buy(70..100).await);
+    assert!(answers.iter().all(|a| a.status == StatusCode::ACCEPTED), "sales never stopped");
+    let orders = app.settled_orders(product).await;
+    assert_eq!(orders.len(), 100, "every acknowledged order, once");
+    for answer in &answers {
+        assert!(orders.iter().any(|order| order["order_id"] == answer.body["order_id"]), "{} is missing", answer.body);
+    }
     app.stop().await;
 }

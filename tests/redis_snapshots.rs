@@ -8,20 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Scratch};
+use common::{free_port, Backend, Scratch};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use seckill::config::SnapshotBackend;
 use seckill::domain::{OrderId, Position, ProductId, Quantity, Reservation, StockSnapshot, Timestamp, UserId};
 use seckill::persistence::{RedisSnapshots, SnapshotStore};
-
-fn shared_redis_url() -> String {
-    std::env::var("SECKILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
 
 /// A Redis server of this test's own, so stopping it disturbs nobody else.
 struct PrivateRedis {
@@ -95,7 +87,7 @@ fn snapshot() -> StockSnapshot {
 #[tokio::test]
 async fn redis_store_round_trips_and_fails_fast_when_down() {
     let prefix = format!("seckill-test-{}", uuid::Uuid::now_v7().simple());
-    let store = RedisSnapshots::new(&shared_redis_url(), &prefix, Duration::from_secs(1)).expect("store");
+    let store = RedisSnapshots::new(&common::redis_url(), &prefix, Duration::from_secs(1)).expect("store");
     let product = ProductId::try_from(7).unwrap();
     assert_eq!(store.load(product).await.expect("load from an empty redis"), None);
     let saved = snapshot();

@@ -76,12 +76,22 @@ impl KafkaJournal {
         self.producer.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    /// After a failure: a producer that librdkafka declared fatally broken is replaced by a new one.
-    fn renew_producer_if_fatal(&self, producer: &FutureProducer) {
-        let Some((code, reason)) = producer.client().fatal_error() else { return };
-        tracing::warn!(?code, %reason, "kafka producer failed fatally; starting a new one");
+    /// After a failed append the producer's idempotence session ends and the next append starts a new one. Left
+    /// alone, librdkafka would recover the old session by bumping its epoch, which tansu mishandles (its storage
+    /// panics on the next produce); a new producer gets a new producer id instead, and this also covers a producer
+    /// librdkafka declared fatally broken. Called once every record of the failed batch was answered, so nothing
+    /// of the old session is still on its way.
+    fn renew_producer(&self, used: FutureProducer) {
+        tracing::warn!(fatal = ?used.client().fatal_error(), "kafka append failed; starting a new producer");
         match self::producer(&self.config) {
-            Ok(fresh) => *self.producer.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh,
+            Ok(fresh) => {
+                let old = std::mem::replace(
+                    &mut *self.producer.write().unwrap_or_else(|poisoned| poisoned.into_inner()),
+                    fresh,
+                );
+                // Dropping a producer waits for its threads: not on an async worker.
+                tokio::task::spawn_blocking(move || drop((old, used)));
+            }
             Err(err) => tracing::warn!(error = %err, "kafka producer could not be renewed; will try again"),
         }
     }
@@ -91,7 +101,13 @@ impl KafkaJournal {
         if let Some(member) = slot.as_ref() {
             return Ok(Arc::clone(member));
         }
-        let member: BaseConsumer = consumer_config(&self.config).set("auto.offset.reset", "earliest").create()?;
+        // A member that died without leaving (kill -9) holds its partitions until its session times out; a short
+        // session lets the restarted service's member take over quickly.
+        let member: BaseConsumer = consumer_config(&self.config)
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()?;
         member.subscribe(&[&self.config.topic])?;
         let member = Arc::new(member);
         *slot = Some(Arc::clone(&member));
@@ -122,21 +138,28 @@ impl Journal for KafkaJournal {
                 }
             }
         }
-        // Every record handed over is waited for, even after a refusal, so nothing of this batch is still on its
-        // way when the writer sends the voids that cancel it.
+        // librdkafka answers every record within the delivery timeout, acknowledged or failed; the longer bound
+        // here only guards against a producer that hangs. Waiting for every answer means that, when the writer
+        // voids a failed batch, nothing of it is still on its way: the void lands after whatever of it landed.
         let mut positions = Vec::with_capacity(deliveries.len());
         let mut failed = refused.map(JournalError::from);
-        for delivery in futures::future::join_all(deliveries).await {
-            match delivery {
-                Ok(Ok(delivered)) => positions.push(Position::new(delivered.offset + 1)),
-                Ok(Err((err, _))) => failed = Some(err.into()),
-                Err(_canceled) => failed = Some(JournalError::Unavailable("kafka producer went away".into())),
+        let patience = self.config.delivery_timeout * 2;
+        match tokio::time::timeout(patience, futures::future::join_all(deliveries)).await {
+            Ok(answers) => {
+                for answer in answers {
+                    match answer {
+                        Ok(Ok(delivered)) => positions.push(Position::new(delivered.offset + 1)),
+                        Ok(Err((err, _))) => failed = Some(err.into()),
+                        Err(_canceled) => failed = Some(JournalError::Unavailable("kafka producer went away".into())),
+                    }
+                }
             }
+            Err(_) => failed = Some(JournalError::Unavailable("kafka: the producer did not answer".into())),
         }
         match failed {
             None => Ok(positions),
             Some(err) => {
-                self.renew_producer_if_fatal(&producer);
+                self.renew_producer(producer);
                 Err(err)
             }
         }
@@ -228,6 +251,7 @@ fn producer(config: &KafkaConfig) -> Result<FutureProducer, JournalError> {
         .set("acks", "all")
         .set("linger.ms", config.linger.as_millis().to_string())
         .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
+        .set("request.timeout.ms", config.delivery_timeout.as_millis().to_string())
         .create()?)
 }
 

@@ -50,6 +50,10 @@ pub fn postgres_admin_url() -> String {
     std::env::var("SECKILL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
 pub fn kafka_brokers() -> String {
     std::env::var("SECKILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -86,16 +90,22 @@ impl Scratch {
             }
         };
         if backend == Backend::Production {
-            let own = format!("seckill-test-{}", uuid::Uuid::now_v7().simple());
-            scratch.set("journal.backend", "kafka");
-            scratch.set("journal.kafka.brokers", &kafka_brokers());
-            scratch.set("journal.kafka.topic", &own);
-            scratch.set("journal.kafka.group", &own);
-            scratch.set("snapshots.store", "redis");
-            scratch.set("snapshots.redis_url", &redis_url());
-            scratch.set("snapshots.redis_prefix", &own);
+            scratch = scratch.with_production_backends();
         }
         scratch
+    }
+
+    /// The Kafka journal (a topic and group of its own) and Redis snapshots (a key prefix of its own).
+    pub fn with_production_backends(mut self) -> Self {
+        let own = format!("seckill-test-{}", uuid::Uuid::now_v7().simple());
+        self.set("journal.backend", "kafka");
+        self.set("journal.kafka.brokers", &kafka_brokers());
+        self.set("journal.kafka.topic", &own);
+        self.set("journal.kafka.group", &own);
+        self.set("snapshots.store", "redis");
+        self.set("snapshots.redis_url", &redis_url());
+        self.set("snapshots.redis_prefix", &own);
+        self
     }
 
     /// A database someone else created and will clean up.
