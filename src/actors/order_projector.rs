@@ -94,7 +94,8 @@ impl Actor for OrderProjector {
                     state.status.busy_seconds += took.as_secs_f64();
                     state.status.orders_per_second = state.status.projected as f64 / state.status.busy_seconds;
                 }
-                if run.events == state.batch || std::mem::take(&mut state.wake_again) {
+                // A step that found events goes straight on: a Kafka poll may end a batch early while fetching.
+                if run.events > 0 || std::mem::take(&mut state.wake_again) {
                     state.start_run(&myself);
                 }
             }
