@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Answer, Scratch, TestApp};
+use common::{free_port, Answer, Scratch};
 use futures::future::join_all;
 use reqwest::StatusCode;
 
@@ -69,18 +69,6 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// A client that honours `Retry-After`: tries until the answer is not a 503 (bounded).
-async fn buy_retrying(app: &TestApp, product: i64, token: &str) -> Answer {
-    for _ in 0..150 {
-        let answer = app.purchase(product, token, None, 1).await;
-        if answer.status != StatusCode::SERVICE_UNAVAILABLE {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("purchases did not resume after the broker came back");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_refuses_cleanly_and_sales_resume_by_themselves() {
     let mut broker = PrivateBroker::start().await;
@@ -124,7 +112,7 @@ async fn a_broker_outage_refuses_cleanly_and_sales_resume_by_themselves() {
     let refused_racers = users[30..50].iter().zip(&racing).filter(|(_, answer)| answer.status != StatusCode::ACCEPTED);
     let again: Vec<&String> =
         refused_racers.map(|((_, token), _)| token).chain(users[50..].iter().map(|(_, token)| token)).collect();
-    let rest = join_all(again.into_iter().map(|token| buy_retrying(&app, product, token))).await;
+    let rest = join_all(again.into_iter().map(|token| app.purchase_retrying(product, token))).await;
     let accepted: Vec<&Answer> =
         first.iter().chain(&racing).chain(&rest).filter(|a| a.status == StatusCode::ACCEPTED).collect();
     assert_eq!(accepted.len(), 100, "the whole stock sells once the broker is back");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Answer, Scratch, TestApp};
+use common::{Answer, Scratch};
 use futures::future::join_all;
 use reqwest::StatusCode;
 
@@ -83,18 +83,6 @@ impl Drop for PrivatePostgres {
     }
 }
 
-/// A client that honours `Retry-After`: tries until the answer is not a 503 (bounded).
-async fn buy_retrying(app: &TestApp, product: i64, token: &str) -> Answer {
-    for _ in 0..100 {
-        let answer = app.purchase(product, token, None, 1).await;
-        if answer.status != StatusCode::SERVICE_UNAVAILABLE {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("purchases did not resume after the database came back");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_outage_refuses_cleanly_and_sales_resume_by_themselves() {
     let postgres = PrivatePostgres::start();
@@ -136,7 +124,7 @@ async fn a_journal_outage_refuses_cleanly_and_sales_resume_by_themselves() {
         assert!(Instant::now() < deadline, "the service did not become ready again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rest = join_all(users[30..].iter().map(|(_, token)| buy_retrying(&app, product, token))).await;
+    let rest = join_all(users[30..].iter().map(|(_, token)| app.purchase_retrying(product, token))).await;
     let accepted: Vec<&Answer> = first.iter().chain(&rest).filter(|a| a.status == StatusCode::ACCEPTED).collect();
     assert_eq!(accepted.len(), 100, "the whole stock sells once the database is back");
     assert!(rest.iter().filter(|a| a.status != StatusCode::ACCEPTED).all(|a| a.code() == "SOLD_OUT"));

@@ -291,6 +291,18 @@ impl Api {
         self.send(request).await
     }
 
+    /// A buyer who honours `Retry-After` through an outage: buys until the answer is not a 503 (for up to 30 s).
+    pub async fn purchase_retrying(&self, product: i64, token: &str) -> Answer {
+        for _ in 0..150 {
+            let answer = self.purchase(product, token, None, 1).await;
+            if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("purchases did not resume after the outage");
+    }
+
     pub async fn admin_view(&self, product: i64) -> Value {
         let answer = self
             .send(
