@@ -83,17 +83,18 @@ impl KafkaJournal {
     /// of the old session is still on its way.
     fn renew_producer(&self, used: FutureProducer) {
         tracing::warn!(fatal = ?used.client().fatal_error(), "kafka append failed; starting a new producer");
-        match self::producer(&self.config) {
-            Ok(fresh) => {
-                let old = std::mem::replace(
-                    &mut *self.producer.write().unwrap_or_else(|poisoned| poisoned.into_inner()),
-                    fresh,
-                );
-                // Dropping a producer waits for its threads: not on an async worker.
-                tokio::task::spawn_blocking(move || drop((old, used)));
+        let retired = match self::producer(&self.config) {
+            Ok(fresh) => Some(std::mem::replace(
+                &mut *self.producer.write().unwrap_or_else(|poisoned| poisoned.into_inner()),
+                fresh,
+            )),
+            Err(err) => {
+                tracing::warn!(error = %err, "kafka producer could not be renewed; will try again");
+                None
             }
-            Err(err) => tracing::warn!(error = %err, "kafka producer could not be renewed; will try again"),
-        }
+        };
+        // Dropping a producer waits for its threads: not on an async worker.
+        tokio::task::spawn_blocking(move || drop((retired, used)));
     }
 
     fn group_member(&self) -> Result<Arc<BaseConsumer>, JournalError> {
@@ -115,7 +116,9 @@ impl KafkaJournal {
     }
 
     fn drop_group_member(&self) {
-        self.projection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let member = self.projection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        // Leaving the group waits for the broker: not on an async worker.
+        tokio::task::spawn_blocking(move || drop(member));
     }
 }
 
