@@ -180,9 +180,14 @@ impl Database {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
-            let _turn = turn.as_ref().map(|turn| turn.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+            let _turn = turn.as_ref().map(|turn| lock(turn));
             work(&mut conn)
         })
         .await?
     }
+}
+
+/// Locks `mutex`; a panic elsewhere while it was held leaves plain data behind, still fit to use.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

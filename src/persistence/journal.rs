@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::QueryResult;
 
-use super::db::{per_backend, Database, DbError};
+use super::db::{lock, per_backend, Database, DbError};
 use super::schema::journal;
 use crate::domain::{JournalEvent, Position, ProductId, Recorded};
 
@@ -188,10 +188,6 @@ impl Journal for SqlJournal {
             .await?;
         Ok(behind.unsigned_abs())
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SqlJournal {

@@ -9,7 +9,7 @@
 //!
 //! librdkafka's calls that wait (metadata, offsets, polling) run on blocking threads.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,7 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::db::Database;
+use super::db::{lock, Database};
 use super::journal::{Journal, JournalError, KafkaConfig, Projected};
 use crate::domain::{JournalEvent, Position, ProductId, Recorded};
 
@@ -29,7 +29,7 @@ pub struct KafkaJournal {
     config: KafkaConfig,
     partitions: i32,
     /// Replaced when librdkafka declares it unusable (a fatal idempotence error).
-    producer: RwLock<FutureProducer>,
+    producer: Mutex<FutureProducer>,
     /// Reads partitions for recoveries and the group's committed offsets for the lag; never joins the group.
     reader: Arc<Mutex<BaseConsumer>>,
     /// The projection's group member; dropped after a failed step so the next one resumes from committed offsets.
@@ -60,7 +60,7 @@ impl KafkaJournal {
                 "the journal topic exists with another partition count; using the topic's");
         }
         Ok(Self {
-            producer: RwLock::new(producer(&config)?),
+            producer: Mutex::new(producer(&config)?),
             partitions,
             reader: Arc::new(Mutex::new(reader)),
             projection: Mutex::new(None),
@@ -73,7 +73,7 @@ impl KafkaJournal {
     }
 
     fn producer(&self) -> FutureProducer {
-        self.producer.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        lock(&self.producer).clone()
     }
 
     /// After a failed append the producer's idempotence session ends and the next append starts a new one. Left
@@ -84,10 +84,7 @@ impl KafkaJournal {
     fn renew_producer(&self, used: FutureProducer) {
         tracing::warn!(fatal = ?used.client().fatal_error(), "kafka append failed; starting a new producer");
         let retired = match self::producer(&self.config) {
-            Ok(fresh) => Some(std::mem::replace(
-                &mut *self.producer.write().unwrap_or_else(|poisoned| poisoned.into_inner()),
-                fresh,
-            )),
+            Ok(fresh) => Some(std::mem::replace(&mut *lock(&self.producer), fresh)),
             Err(err) => {
                 tracing::warn!(error = %err, "kafka producer could not be renewed; will try again");
                 None
@@ -98,7 +95,7 @@ impl KafkaJournal {
     }
 
     fn group_member(&self) -> Result<Arc<BaseConsumer>, JournalError> {
-        let mut slot = self.projection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = lock(&self.projection);
         if let Some(member) = slot.as_ref() {
             return Ok(Arc::clone(member));
         }
@@ -116,7 +113,7 @@ impl KafkaJournal {
     }
 
     fn drop_group_member(&self) {
-        let member = self.projection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let member = lock(&self.projection).take();
         // Leaving the group waits for the broker: not on an async worker.
         tokio::task::spawn_blocking(move || drop(member));
     }
@@ -178,7 +175,7 @@ impl Journal for KafkaJournal {
         let (topic, partition, timeout) =
             (self.config.topic.clone(), self.partition_of(product), self.config.request_timeout);
         blocking(move || {
-            let reader = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let reader = lock(&reader);
             let read = read_partition(&reader, &topic, partition, product, after, limit, timeout);
             let _ = reader.unassign();
             read
@@ -212,7 +209,7 @@ impl Journal for KafkaJournal {
         let reader = Arc::clone(&self.reader);
         let (topic, partitions, timeout) = (self.config.topic.clone(), self.partitions, self.config.request_timeout);
         blocking(move || {
-            let reader = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let reader = lock(&reader);
             let mut wanted = TopicPartitionList::new();
             for partition in 0..partitions {
                 wanted.add_partition(&topic, partition);
