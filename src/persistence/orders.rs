@@ -61,9 +61,29 @@ trait InsertNewOrders {
     fn insert_new_orders(&mut self, rows: &[OrderRow]) -> QueryResult<usize>;
 }
 
+/// PostgreSQL gets one array per column instead of eight parameters per row: the statement stays the same for
+/// every batch, and the server unpacks the rows without parsing and planning thousands of placeholders.
 impl InsertNewOrders for diesel::PgConnection {
     fn insert_new_orders(&mut self, rows: &[OrderRow]) -> QueryResult<usize> {
-        diesel::insert_into(orders::table).values(rows).on_conflict_do_nothing().execute(self)
+        use diesel::sql_types::{Array, BigInt, Integer, Text};
+        fn column<'r, T: ?Sized>(rows: &'r [OrderRow], field: impl Fn(&'r OrderRow) -> &'r T) -> Vec<&'r T> {
+            rows.iter().map(field).collect()
+        }
+        diesel::sql_query(
+            "INSERT INTO orders \
+             (order_id, product_id, user_id, quantity, status, reserved_at, pay_before, journal_position) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int4[], $5::text[], $6::int8[], \
+             $7::int8[], $8::int8[]) ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<Text>, _>(column(rows, |row| row.order_id.as_str()))
+        .bind::<Array<BigInt>, _>(column(rows, |row| &row.product_id))
+        .bind::<Array<BigInt>, _>(column(rows, |row| &row.user_id))
+        .bind::<Array<Integer>, _>(column(rows, |row| &row.quantity))
+        .bind::<Array<Text>, _>(column(rows, |row| row.status.as_str()))
+        .bind::<Array<BigInt>, _>(column(rows, |row| &row.reserved_at))
+        .bind::<Array<BigInt>, _>(column(rows, |row| &row.pay_before))
+        .bind::<Array<BigInt>, _>(column(rows, |row| &row.journal_position))
+        .execute(self)
     }
 }
 
