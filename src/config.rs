@@ -104,7 +104,6 @@ pub enum SnapshotBackend {
 pub struct ProjectorSettings {
     pub batch: usize,
     pub poll_ms: u64,
-    pub linger_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,7 +220,6 @@ impl Settings {
             snapshot_every: Duration::from_secs(self.snapshots.every_secs),
             projector_batch: self.projector.batch,
             projector_poll: Duration::from_millis(self.projector.poll_ms),
-            projector_linger: Duration::from_millis(self.projector.linger_ms),
             retry: crate::actors::Backoff {
                 base: Duration::from_millis(supervision.backoff_base_ms),
                 factor: supervision.backoff_factor,

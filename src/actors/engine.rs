@@ -33,7 +33,6 @@ pub struct EngineSettings {
     pub snapshot_every: Duration,
     pub projector_batch: usize,
     pub projector_poll: Duration,
-    pub projector_linger: Duration,
     pub retry: Backoff,
     pub max_restarts: usize,
     pub restart_window: Duration,
@@ -134,7 +133,6 @@ impl Engine {
             db: db.clone(),
             batch: settings.projector_batch,
             poll: settings.projector_poll,
-            linger: settings.projector_linger,
             retry: settings.retry,
         };
         let (projector, _) = Actor::spawn(None, OrderProjector, projector_args).await.map_err(actors)?;
@@ -401,7 +399,6 @@ mod tests {
             snapshot_every: Duration::from_secs(60),
             projector_batch: 100,
             projector_poll: Duration::from_millis(50),
-            projector_linger: Duration::from_millis(5),
             retry: Backoff { base: Duration::from_millis(10), factor: 2, cap: Duration::from_millis(100) },
             max_restarts: 3,
             restart_window: Duration::from_secs(10),

@@ -37,12 +37,9 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 /// It persists in the file; switching while other connections are open would fail.
 const SQLITE_FILE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;";
 
-/// Set on every SQLite connection: wait for a busy writer instead of failing, `FULL` sync so an acknowledged
-/// commit survives power loss, and no checkpoints on commit: `Checkpointer` does them.
-const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;";
-
-/// How often the write-ahead log is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Set on every SQLite connection: wait for a busy writer instead of failing, and `FULL` sync so an acknowledged
+/// commit survives power loss.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -129,7 +126,6 @@ impl ManageConnection for Manager {
 pub struct Database {
     pool: Pool<Manager>,
     write_turn: Option<Arc<Mutex<()>>>,
-    _checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl Database {
@@ -142,12 +138,9 @@ impl Database {
             }
             SqliteConnection::establish(path)?.batch_execute(SQLITE_FILE_PRAGMAS)?;
         }
-        let (write_turn, checkpointer) = match &target {
-            Target::Sqlite(path) => (Some(Arc::new(Mutex::new(()))), Some(Arc::new(Checkpointer::start(path)?))),
-            Target::Postgres(_) => (None, None),
-        };
+        let write_turn = matches!(target, Target::Sqlite(_)).then(|| Arc::new(Mutex::new(())));
         let pool = Pool::builder().max_size(pool_size).connection_timeout(connect_timeout).build(Manager(target))?;
-        Ok(Self { pool, write_turn, _checkpointer: checkpointer })
+        Ok(Self { pool, write_turn })
     }
 
     /// Applies every pending migration of this backend; returns their names.
@@ -191,33 +184,6 @@ impl Database {
             work(&mut conn)
         })
         .await?
-    }
-}
-
-/// Copies SQLite's write-ahead log back into the database file from a thread of its own. Left to SQLite, the
-/// commit that fills the log does it, and that commit is a journal batch whose buyers wait while pages are
-/// copied and synced. A passive checkpoint takes no writer's lock, so commits go on meanwhile. The thread ends
-/// when the last clone of the `Database` is gone.
-struct Checkpointer {
-    _running: std::sync::mpsc::Sender<()>,
-}
-
-impl Checkpointer {
-    fn start(path: &str) -> Result<Self, DbError> {
-        let mut conn = SqliteConnection::establish(path)?;
-        conn.batch_execute(SQLITE_PRAGMAS)?;
-        let (running, stopped) = std::sync::mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    if let Err(err) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
-                        tracing::warn!(error = %err, "SQLite checkpoint failed; the next one retries");
-                    }
-                }
-            })
-            .map_err(|err| DbError::Open(diesel::ConnectionError::BadConnection(err.to_string())))?;
-        Ok(Self { _running: running })
     }
 }
 
