@@ -8,10 +8,9 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{free_port, Answer, Scratch};
+use common::{free_port, Answer, Scratch, Server};
 use futures::future::join_all;
 use reqwest::StatusCode;
 
@@ -19,12 +18,13 @@ use reqwest::StatusCode;
 struct PrivateBroker {
     dir: tempfile::TempDir,
     port: u16,
-    child: Option<Child>,
+    server: Server,
 }
 
 impl PrivateBroker {
     async fn start() -> Self {
-        let mut broker = Self { dir: tempfile::tempdir().expect("temp dir"), port: free_port(), child: None };
+        let mut broker =
+            Self { dir: tempfile::tempdir().expect("temp dir"), port: free_port(), server: Server::default() };
         broker.resume().await;
         broker
     }
@@ -36,36 +36,21 @@ impl PrivateBroker {
     async fn resume(&mut self) {
         let tansu = std::env::var_os("SECKILL_TEST_TANSU").map_or_else(|| PathBuf::from("tansu"), PathBuf::from);
         let listener = format!("tcp://{}", self.address());
-        let child = Command::new(&tansu)
+        let mut command = Command::new(&tansu);
+        command
             .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
             .args(["--storage-engine", "sqlite://broker.db"])
             .env_remove("STORAGE_ENGINE")
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!("tansu is required at {} (scripts/test.sh installs it): {err}", tansu.display())
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(self.address()).is_err() {
-            assert!(Instant::now() < deadline, "the private broker did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .stderr(Stdio::null());
+        let what = format!("tansu at {} (scripts/test.sh installs it)", tansu.display());
+        let address = self.address();
+        self.server.start(&mut command, &what, || std::net::TcpStream::connect(&address).is_ok()).await;
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        self.kill();
+        self.server.kill();
     }
 }
 

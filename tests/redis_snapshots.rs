@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Backend, Scratch};
+use common::{free_port, Backend, Scratch, Server};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use seckill::config::SnapshotBackend;
@@ -18,12 +18,12 @@ use seckill::persistence::{RedisSnapshots, SnapshotStore};
 /// A Redis server of this test's own, so stopping it disturbs nobody else.
 struct PrivateRedis {
     port: u16,
-    child: Option<Child>,
+    server: Server,
 }
 
 impl PrivateRedis {
     async fn start() -> Self {
-        let mut redis = Self { port: free_port(), child: None };
+        let mut redis = Self { port: free_port(), server: Server::default() };
         redis.restart().await;
         redis
     }
@@ -33,24 +33,17 @@ impl PrivateRedis {
     }
 
     async fn restart(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/test.sh installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while redis::Client::open(self.url()).and_then(|c| c.get_connection()).is_err() {
-            assert!(Instant::now() < deadline, "private redis did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .stdout(Stdio::null());
+        let url = self.url();
+        let answers = || redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).is_ok();
+        self.server.start(&mut command, "redis-server (scripts/test.sh installs it)", answers).await;
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.kill();
     }
 
     fn snapshot_exists(&self, prefix: &str, product: i64) -> bool {
@@ -59,12 +52,6 @@ impl PrivateRedis {
             .and_then(|client| client.get_connection())
             .and_then(|mut conn| redis::cmd("EXISTS").arg(key).query::<bool>(&mut conn))
             .unwrap_or(false)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
