@@ -104,6 +104,8 @@ pub enum SnapshotBackend {
 pub struct ProjectorSettings {
     pub batch: usize,
     pub poll_ms: u64,
+    pub quiet_ms: u64,
+    pub max_lag: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +222,8 @@ impl Settings {
             snapshot_every: Duration::from_secs(self.snapshots.every_secs),
             projector_batch: self.projector.batch,
             projector_poll: Duration::from_millis(self.projector.poll_ms),
+            projector_quiet: Duration::from_millis(self.projector.quiet_ms),
+            projector_max_lag: self.projector.max_lag,
             retry: crate::actors::Backoff {
                 base: Duration::from_millis(supervision.backoff_base_ms),
                 factor: supervision.backoff_factor,

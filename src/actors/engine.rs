@@ -3,6 +3,7 @@
 //! the user's shard, everything else to the actor that knows the answer. It also flushes and snapshots everything
 //! on shutdown.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +34,15 @@ pub struct EngineSettings {
     pub snapshot_every: Duration,
     pub projector_batch: usize,
     pub projector_poll: Duration,
+    pub projector_quiet: Duration,
+    pub projector_max_lag: u64,
     pub retry: Backoff,
     pub max_restarts: usize,
     pub restart_window: Duration,
 }
+
+/// How many of a buyer's orders `GET /orders` lists.
+const RECENT_ORDERS: i64 = 100;
 
 /// Why a purchase was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +139,8 @@ impl Engine {
             db: db.clone(),
             batch: settings.projector_batch,
             poll: settings.projector_poll,
+            quiet: settings.projector_quiet,
+            max_lag: settings.projector_max_lag,
             retry: settings.retry,
         };
         let (projector, _) = Actor::spawn(None, OrderProjector, projector_args).await.map_err(actors)?;
@@ -242,12 +250,39 @@ impl Engine {
         })
     }
 
-    pub async fn order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
-        Ok(self.db.order(id).await?)
+    /// An order from `orders`, or — if the projector has not written it yet — from the shard that holds it: the
+    /// shard of `holder` in every product, or with no holder given, every shard.
+    pub async fn order(&self, id: OrderId, holder: Option<UserId>) -> Result<Option<Order>, EngineError> {
+        if let Some(order) = self.db.order(id).await? {
+            return Ok(Some(order));
+        }
+        for handle in self.deps.catalog.all() {
+            let shards = match holder {
+                Some(user) => std::slice::from_ref(&handle.shards[handle.product.draft.shards.shard_of(user)]),
+                None => &handle.shards[..],
+            };
+            for shard in shards {
+                if let Some(reservation) = ask(shard, |reply| ShardMsg::Order(id, reply)).await? {
+                    return Ok(Some(Order::reserved(&reservation)));
+                }
+            }
+        }
+        Ok(None)
     }
 
+    /// A user's most recent orders, newest first, including those the projector has not written yet.
     pub async fn orders_of_user(&self, user: UserId) -> Result<Vec<Order>, EngineError> {
-        Ok(self.db.orders_of_user(user, 100).await?)
+        let mut orders = self.db.orders_of_user(user, RECENT_ORDERS).await?;
+        let projected: HashSet<OrderId> = orders.iter().map(|order| order.order_id).collect();
+        for handle in self.deps.catalog.all() {
+            let shard = &handle.shards[handle.product.draft.shards.shard_of(user)];
+            let held = ask(shard, |reply| ShardMsg::OrdersOf(user, reply)).await?;
+            let fresh = held.iter().filter(|reservation| !projected.contains(&reservation.order_id));
+            orders.extend(fresh.map(|reservation| Order::reserved(reservation)));
+        }
+        orders.sort_by_key(|order| std::cmp::Reverse(order.reserved_at));
+        orders.truncate(RECENT_ORDERS as usize);
+        Ok(orders)
     }
 
     pub async fn orders_of_product(&self, product: ProductId) -> Result<Vec<Order>, EngineError> {
@@ -399,6 +434,8 @@ mod tests {
             snapshot_every: Duration::from_secs(60),
             projector_batch: 100,
             projector_poll: Duration::from_millis(50),
+            projector_quiet: Duration::from_millis(20),
+            projector_max_lag: 10_000,
             retry: Backoff { base: Duration::from_millis(10), factor: 2, cap: Duration::from_millis(100) },
             max_restarts: 3,
             restart_window: Duration::from_secs(10),
@@ -407,11 +444,19 @@ mod tests {
 
     /// An engine on a fresh SQLite file whose journal `wrap` builds around the SQL one.
     async fn engine(dir: &tempfile::TempDir, wrap: impl FnOnce(SqlJournal) -> Arc<dyn Journal>) -> Engine {
+        engine_with(dir, wrap, settings()).await
+    }
+
+    async fn engine_with(
+        dir: &tempfile::TempDir,
+        wrap: impl FnOnce(SqlJournal) -> Arc<dyn Journal>,
+        settings: EngineSettings,
+    ) -> Engine {
         let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
         let db = Database::connect(&url, 4, Duration::from_secs(5)).unwrap();
         db.migrate().unwrap();
         let journal = wrap(SqlJournal::new(db.clone()));
-        Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings()).await.unwrap()
+        Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings).await.unwrap()
     }
 
     /// An open sale of `stock` units, one per buyer, over two shards.
@@ -470,6 +515,29 @@ mod tests {
         }
         let orders = engine.orders_of_product(product).await.unwrap();
         assert_eq!(orders.iter().map(|order| order.order_id).collect::<Vec<_>>(), vec![sold.order_id]);
+        engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buyers_read_orders_the_projector_has_not_written_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let deferred =
+            EngineSettings { projector_quiet: Duration::from_secs(3600), projector_max_lag: u64::MAX, ..settings() };
+        let engine = engine_with(&dir, |sql| Arc::new(sql), deferred).await;
+        let product = open_sale(&engine, 10).await;
+        let one = Quantity::try_from(1).unwrap();
+        let buyer = UserId::try_from(3).unwrap();
+        let receipt = engine.purchase(product, buyer, one, None).await.unwrap();
+
+        assert_eq!(engine.db.order(receipt.order_id).await.unwrap(), None, "projection waits for a quiet journal");
+        assert!(engine.projection_lag().await.unwrap() > 0);
+        let order = engine.order(receipt.order_id, Some(buyer)).await.unwrap().expect("the buyer sees the order");
+        assert_eq!((order.user_id, order.product_id, order.quantity), (buyer, product, one));
+        let seen_by_admin = engine.order(receipt.order_id, None).await.unwrap();
+        assert_eq!(seen_by_admin.map(|order| order.order_id), Some(receipt.order_id));
+        let mine = engine.orders_of_user(buyer).await.unwrap();
+        assert_eq!(mine.iter().map(|order| order.order_id).collect::<Vec<_>>(), vec![receipt.order_id]);
+        assert!(engine.orders_of_user(UserId::try_from(4).unwrap()).await.unwrap().is_empty());
         engine.shutdown().await;
     }
 

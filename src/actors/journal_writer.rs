@@ -158,11 +158,12 @@ impl Actor for JournalWriter {
                 match result {
                     Ok(positions) => {
                         state.batches.succeeded();
+                        let events = positions.len() as u64;
                         let acked = positions.len() - acks.len();
                         for (ack, position) in acks.into_iter().zip(positions.into_iter().skip(acked)) {
                             ack(Ok(position));
                         }
-                        let _ = state.projector.cast(ProjectorMsg::Wake);
+                        let _ = state.projector.cast(ProjectorMsg::Committed { events });
                     }
                     Err((err, undo)) => {
                         tracing::warn!(error = %err, events = acks.len(), "journal append failed; reservations rolled back");

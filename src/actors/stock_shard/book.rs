@@ -89,6 +89,8 @@ pub struct ShardBook<R> {
     keys: HashMap<(UserId, IdempotencyKey), OrderId>,
     pending: HashMap<OrderId, Pending<R>>,
     committed: HashMap<OrderId, Arc<Reservation>>,
+    /// Each buyer's committed orders, so a buyer can read them before the projector has written them.
+    orders_by_user: HashMap<UserId, Vec<OrderId>>,
     waiting: VecDeque<PurchaseRequest<R>>,
     refill_asked: bool,
     sold_out: bool,
@@ -115,6 +117,7 @@ impl<R> ShardBook<R> {
             keys: HashMap::new(),
             pending: HashMap::new(),
             committed: HashMap::new(),
+            orders_by_user: HashMap::new(),
             waiting: VecDeque::new(),
             refill_asked: false,
             sold_out: false,
@@ -123,7 +126,7 @@ impl<R> ShardBook<R> {
         for reservation in recovered {
             book.hold(&reservation);
             book.reserved += u64::from(reservation.quantity.get());
-            book.committed.insert(reservation.order_id, reservation);
+            book.keep(reservation);
         }
         book
     }
@@ -144,7 +147,7 @@ impl<R> ShardBook<R> {
         self.reserved += units;
         self.position = self.position.max(position);
         let receipt = receipt_of(&pending.reservation);
-        self.committed.insert(order_id, Arc::new(pending.reservation));
+        self.keep(Arc::new(pending.reservation));
         pending.waiters.into_iter().map(|reply| Effect::Reply(reply, Ok(receipt))).collect()
     }
 
@@ -209,6 +212,17 @@ impl<R> ShardBook<R> {
             buyers: self.holdings.len() as u64,
             waiting: self.waiting.len() as u64,
         }
+    }
+
+    /// A committed order of this shard's buyers.
+    pub fn order(&self, order_id: OrderId) -> Option<Arc<Reservation>> {
+        self.committed.get(&order_id).cloned()
+    }
+
+    /// Every committed order of `user`.
+    pub fn orders_of(&self, user: UserId) -> Vec<Arc<Reservation>> {
+        let ids = self.orders_by_user.get(&user).map_or(&[][..], Vec::as_slice);
+        ids.iter().filter_map(|id| self.order(*id)).collect()
     }
 
     /// The shard's durable part: its committed reservations (shared, not copied) and the position they reach.
@@ -277,6 +291,11 @@ impl<R> ShardBook<R> {
         self.hold(&reservation);
         effects.push(Effect::Append(reservation.clone()));
         self.pending.insert(reservation.order_id, Pending { reservation, waiters: vec![request.reply] });
+    }
+
+    fn keep(&mut self, reservation: Arc<Reservation>) {
+        self.orders_by_user.entry(reservation.user_id).or_default().push(reservation.order_id);
+        self.committed.insert(reservation.order_id, reservation);
     }
 
     fn hold(&mut self, reservation: &Reservation) {

@@ -12,7 +12,7 @@ use self::book::{Effect, Outcome, PurchaseRequest, ShardBook, ShardCounts};
 use super::catalog::Gauges;
 use super::journal_writer::{AppendFailed, WriterMsg};
 use super::product::ProductMsg;
-use crate::domain::{JournalEvent, OrderId, Position, StockSnapshot, Timestamp};
+use crate::domain::{JournalEvent, OrderId, Position, Reservation, StockSnapshot, Timestamp, UserId};
 
 pub struct StockShard;
 
@@ -43,6 +43,8 @@ pub enum ShardMsg {
     Surrender(RpcReplyPort<u64>),
     Counts(RpcReplyPort<ShardCounts>),
     Snapshot(RpcReplyPort<StockSnapshot>),
+    Order(OrderId, RpcReplyPort<Option<Arc<Reservation>>>),
+    OrdersOf(UserId, RpcReplyPort<Vec<Arc<Reservation>>>),
 }
 
 impl Actor for StockShard {
@@ -83,6 +85,14 @@ impl Actor for StockShard {
             }
             ShardMsg::Snapshot(reply) => {
                 let _ = reply.send(state.book.snapshot());
+                Vec::new()
+            }
+            ShardMsg::Order(order_id, reply) => {
+                let _ = reply.send(state.book.order(order_id));
+                Vec::new()
+            }
+            ShardMsg::OrdersOf(user, reply) => {
+                let _ = reply.send(state.book.orders_of(user));
                 Vec::new()
             }
         };

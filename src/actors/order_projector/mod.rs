@@ -1,8 +1,11 @@
 //! The OrderProjector actor: turns the journal into the `orders` table. Each run asks the journal to project its
 //! next events; the journal records how far the projection got no earlier than the rows are committed (a position
 //! in the same transaction for the SQL journal, committed consumer-group offsets for Kafka), so after a crash it
-//! resumes where it stopped, and a stretch projected twice changes nothing. It is woken by the journal writer
-//! after each commit and by a slow timer; a failed run is retried with backoff.
+//! resumes where it stopped, and a stretch projected twice changes nothing. The journal writer reports each commit;
+//! `Pacing` decides when to run (see there), a slow timer is the safety net, and a failed run is retried with
+//! backoff.
+
+mod pacing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +13,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+use self::pacing::Pacing;
 use super::supervision::Backoff;
 use crate::persistence::{Database, Journal, Projected};
 
@@ -20,6 +24,10 @@ pub struct ProjectorArgs {
     pub db: Database,
     pub batch: usize,
     pub poll: Duration,
+    /// Projection waits until the journal has had no commit for this long…
+    pub quiet: Duration,
+    /// …unless this many events wait to be projected.
+    pub max_lag: u64,
     pub retry: Backoff,
 }
 
@@ -41,15 +49,25 @@ pub struct ProjectorState {
     db: Database,
     batch: usize,
     retry: Backoff,
+    pacing: Pacing,
     running: bool,
-    wake_again: bool,
+    /// A check for quiet is scheduled.
+    check_armed: bool,
     failures_in_a_row: u32,
     status: ProjectorStatus,
 }
 
 pub enum ProjectorMsg {
+    /// The journal writer committed this many events.
+    Committed {
+        events: u64,
+    },
+    /// Run if due (timers and retries).
     Wake,
-    Ran { result: Result<Projected, String>, took: Duration },
+    Ran {
+        result: Result<Projected, String>,
+        took: Duration,
+    },
     Status(RpcReplyPort<ProjectorStatus>),
 }
 
@@ -70,8 +88,9 @@ impl Actor for OrderProjector {
             db: args.db,
             batch: args.batch.max(1),
             retry: args.retry,
+            pacing: Pacing::new(args.quiet, args.max_lag),
             running: false,
-            wake_again: false,
+            check_armed: false,
             failures_in_a_row: 0,
             status: ProjectorStatus::default(),
         })
@@ -84,19 +103,27 @@ impl Actor for OrderProjector {
         state: &mut ProjectorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ProjectorMsg::Wake if state.running => state.wake_again = true,
-            ProjectorMsg::Wake => state.start_run(&myself),
+            ProjectorMsg::Committed { events } => {
+                state.pacing.committed(events, Instant::now());
+                state.run_when_due(&myself);
+            }
+            ProjectorMsg::Wake => {
+                state.check_armed = false;
+                state.run_when_due(&myself);
+            }
             ProjectorMsg::Ran { result: Ok(run), took } => {
                 state.running = false;
                 state.failures_in_a_row = 0;
+                state.pacing.projected(run.events as u64);
                 if run.orders > 0 {
                     state.status.projected += run.orders as u64;
                     state.status.busy_seconds += took.as_secs_f64();
                     state.status.orders_per_second = state.status.projected as f64 / state.status.busy_seconds;
                 }
-                // A step that found events goes straight on: a Kafka poll may end a batch early while fetching.
-                if run.events > 0 || std::mem::take(&mut state.wake_again) {
-                    state.start_run(&myself);
+                // A step that found events goes straight on while projection is due: a Kafka poll may end a
+                // batch early while fetching.
+                if run.events > 0 {
+                    state.run_when_due(&myself);
                 }
             }
             ProjectorMsg::Ran { result: Err(err), .. } => {
@@ -116,6 +143,21 @@ impl Actor for OrderProjector {
 }
 
 impl ProjectorState {
+    /// Starts a run if none is going and one is due; otherwise makes sure a check comes once the journal could
+    /// have been quiet long enough.
+    fn run_when_due(&mut self, myself: &ActorRef<ProjectorMsg>) {
+        if self.running {
+            return;
+        }
+        let now = Instant::now();
+        if self.pacing.is_due(now) {
+            self.start_run(myself);
+        } else if !self.check_armed {
+            self.check_armed = true;
+            myself.send_after(self.pacing.wait(now), || ProjectorMsg::Wake);
+        }
+    }
+
     fn start_run(&mut self, myself: &ActorRef<ProjectorMsg>) {
         self.running = true;
         let (journal, db, batch) = (Arc::clone(&self.journal), self.db.clone(), self.batch);
