@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{spawn_app, Backend};
+use common::{spawn_app, start_with, Backend, Scratch};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -291,6 +291,37 @@ async fn a_registered_buyer_sees_only_their_own_orders(backend: Backend) {
     app.stop().await;
 }
 on_every_backend!(a_registered_buyer_sees_only_their_own_orders);
+
+async fn a_fresh_order_is_readable_before_it_is_projected(backend: Backend) {
+    let app = start_with(Scratch::new(backend), |settings| {
+        settings.projector.quiet_ms = 3_600_000;
+        settings.projector.max_lag = u64::MAX;
+    })
+    .await;
+    let product = app.create_product(3, 1, 2).await;
+    let mut buyers = app.customers(2).await;
+    let (alice, eve) = (buyers.remove(0), buyers.remove(0));
+
+    let bought = app.purchase(product, &alice.1, None, 1).await;
+    assert_eq!(bought.status, StatusCode::ACCEPTED, "{}", bought.body);
+    let order_id = bought.body["order_id"].as_str().expect("order id").to_owned();
+    let projector = app.send(app.client.get(app.url("/api/v1/admin/projector")).bearer_auth(&app.admin_token)).await;
+    assert_eq!(projector.body["caught_up"], false, "projection waits for a quiet journal: {}", projector.body);
+
+    let order_url = app.url(&format!("/api/v1/orders/{order_id}"));
+    let mine = app.send(app.client.get(&order_url).bearer_auth(&alice.1)).await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
+    assert_eq!((mine.body["user_id"].as_i64(), mine.body["status"].as_str()), (Some(alice.0), Some("reserved")));
+    let listed = app.send(app.client.get(app.url("/api/v1/orders")).bearer_auth(&alice.1)).await;
+    assert_eq!(listed.body[0]["order_id"], order_id.as_str(), "{}", listed.body);
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(1));
+    let snooped = app.send(app.client.get(&order_url).bearer_auth(&eve.1)).await;
+    assert_eq!((snooped.status, snooped.code()), (StatusCode::NOT_FOUND, "NOT_FOUND"), "others' orders stay hidden");
+    let as_admin = app.send(app.client.get(&order_url).bearer_auth(&app.admin_token)).await;
+    assert_eq!(as_admin.body["order_id"], order_id.as_str(), "{}", as_admin.body);
+    app.stop().await;
+}
+on_every_backend!(a_fresh_order_is_readable_before_it_is_projected);
 
 async fn a_restart_keeps_orders_stock_and_idempotency(backend: Backend) {
     let app = spawn_app(backend).await;
