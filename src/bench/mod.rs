@@ -89,7 +89,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let product = api.create_product(&new_product(&args)).await?;
     let buyers = prepare_buyers(&api, args.users).await?;
 
-    let purchase = Purchase::new(http.clone(), api.endpoint(&format!("/api/v1/products/{product}/purchase"))?, buyers);
+    let purchase = Purchase::new(http.clone(), api.endpoint(&format!("/api/v1/products/{product}/purchase"))?, buyers)?;
     let until = purchase.until();
     let purchases = load::drive(purchase, args.concurrency, until, "purchasing").await?;
     let settlement = settle(&api, Duration::from_secs(args.settle_timeout_secs)).await?;

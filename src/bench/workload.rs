@@ -1,7 +1,9 @@
 //! What the workers send: one purchase per prepared buyer, or `GET /healthz` for the baseline. Every answer becomes
 //! an outcome label — the status plus the problem's `code` when there is one, or the kind of transport failure.
 
+use anyhow::{Context, Result};
 use bytes::Bytes;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -23,16 +25,33 @@ struct Receipt {
     order_id: String,
 }
 
-/// One purchase per buyer, each with a fresh idempotency key.
+/// One purchase per buyer, each with a fresh idempotency key. What is the same for every request of a buyer (the
+/// `Authorization` header) or of the phase (the body) is built once, before the clock starts.
 pub(super) struct Purchase {
     http: Client,
     url: Url,
-    buyers: Vec<Buyer>,
+    body: Bytes,
+    buyers: Vec<Prepared>,
+}
+
+struct Prepared {
+    user_id: i64,
+    authorization: HeaderValue,
 }
 
 impl Purchase {
-    pub fn new(http: Client, url: Url, buyers: Vec<Buyer>) -> Self {
-        Self { http, url, buyers }
+    pub fn new(http: Client, url: Url, buyers: Vec<Buyer>) -> Result<Self> {
+        let body = serde_json::to_vec(&PurchaseBody { quantity: QUANTITY }).context("encoding the purchase")?;
+        let buyers = buyers
+            .into_iter()
+            .map(|buyer| {
+                let mut authorization = HeaderValue::try_from(format!("Bearer {}", buyer.access_token))
+                    .context("a buyer's token is not a valid header value")?;
+                authorization.set_sensitive(true);
+                Ok(Prepared { user_id: buyer.user_id, authorization })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { http, url, body: Bytes::from(body), buyers })
     }
 
     /// One ticket per buyer.
@@ -48,9 +67,10 @@ impl Workload for Purchase {
         let request = self
             .http
             .post(self.url.clone())
-            .bearer_auth(&buyer.access_token)
-            .header("Idempotency-Key", Uuid::now_v7().to_string())
-            .json(&PurchaseBody { quantity: QUANTITY });
+            .header(AUTHORIZATION, buyer.authorization.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("Idempotency-Key", Uuid::now_v7().hyphenated().encode_lower(&mut Uuid::encode_buffer()) as &str)
+            .body(self.body.clone());
         match exchange(request).await {
             Ok((status, body)) if status == StatusCode::ACCEPTED => receipt(&body, buyer.user_id),
             Ok((status, body)) => Outcome::labelled(status_label(status, &body)),

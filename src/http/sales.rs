@@ -2,7 +2,7 @@
 //! parses, asks the buyer's shard and maps the answer, nothing more.
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
@@ -11,12 +11,20 @@ use super::auth::Caller;
 use super::extract::{json, segment};
 use super::problem::Problem;
 use super::AppState;
-use crate::domain::{IdempotencyKey, ProductId, Quantity};
+use crate::domain::{IdempotencyKey, OrderId, OrderStatus, ProductId, Quantity, Timestamp};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PurchaseBody {
     quantity: Quantity,
+}
+
+/// The `202` answer: the order, reserved until `pay_before`.
+#[derive(Serialize)]
+struct Reserved {
+    order_id: OrderId,
+    status: OrderStatus,
+    pay_before: Timestamp,
 }
 
 pub async fn list(state: AppState) -> Result<Response, Problem> {
@@ -45,10 +53,6 @@ pub async fn purchase(
         json::<PurchaseBody>(&body)?.quantity
     };
     let receipt = state.engine.purchase(product, caller.user, quantity, key).await?;
-    let body = serde_json::json!({
-        "order_id": receipt.order_id,
-        "status": "reserved",
-        "pay_before": receipt.pay_before,
-    });
+    let body = Reserved { order_id: receipt.order_id, status: OrderStatus::Reserved, pay_before: receipt.pay_before };
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response())
 }
