@@ -18,6 +18,10 @@ use super::audit::Accepted;
 /// Latency resolution: values are kept to three significant digits.
 const SIGNIFICANT_DIGITS: u8 = 3;
 
+/// The longest latency a histogram has room for from the start, in microseconds; longer ones still fit, by a
+/// resize in the measured path.
+const EXPECTED_MAX_LATENCY_US: u64 = 60_000_000;
+
 /// The request a phase sends, once per ticket.
 pub(super) trait Workload: Send + Sync + 'static {
     /// Sends the request for `ticket` (0, 1, 2, …) and says how it went; failures are outcomes, not errors.
@@ -82,9 +86,12 @@ pub(super) async fn drive<W: Workload>(
 ) -> Result<Phase> {
     let progress = super::progress_bar(until.tickets(), message)?;
     let workload = Arc::new(workload);
+    // Tallies are allocated before the clock starts, so the measured path never grows a histogram.
+    let tallies = (0..concurrency).map(|_| Tally::new()).collect::<Result<Vec<_>>>()?;
     let tickets = Arc::new(Tickets::new(until));
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| tokio::spawn(work(Arc::clone(&workload), Arc::clone(&tickets), progress.clone())))
+    let workers: Vec<_> = tallies
+        .into_iter()
+        .map(|tally| tokio::spawn(work(Arc::clone(&workload), Arc::clone(&tickets), progress.clone(), tally)))
         .collect();
     let finished = futures::future::join_all(workers).await;
     let elapsed = tickets.started.elapsed();
@@ -135,8 +142,12 @@ impl Tickets {
 }
 
 /// One worker: takes tickets until there are none left, timing each request from send to the end of its body.
-async fn work<W: Workload>(workload: Arc<W>, tickets: Arc<Tickets>, progress: ProgressBar) -> Result<Tally> {
-    let mut tally = Tally::new()?;
+async fn work<W: Workload>(
+    workload: Arc<W>,
+    tickets: Arc<Tickets>,
+    progress: ProgressBar,
+    mut tally: Tally,
+) -> Result<Tally> {
     while let Some(ticket) = tickets.take() {
         let sent = Instant::now();
         let outcome = workload.send(ticket).await;
@@ -155,11 +166,10 @@ struct Tally {
 
 impl Tally {
     fn new() -> Result<Self> {
-        Ok(Self {
-            latency_us: Histogram::new(SIGNIFICANT_DIGITS).context("creating a latency histogram")?,
-            outcomes: HashMap::new(),
-            accepted: Vec::new(),
-        })
+        let mut latency_us = Histogram::new_with_bounds(1, EXPECTED_MAX_LATENCY_US, SIGNIFICANT_DIGITS)
+            .context("creating a latency histogram")?;
+        latency_us.auto(true);
+        Ok(Self { latency_us, outcomes: HashMap::new(), accepted: Vec::new() })
     }
 
     fn record(&mut self, latency: Duration, outcome: Outcome) -> Result<()> {
