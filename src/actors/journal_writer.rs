@@ -15,15 +15,41 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::order_projector::ProjectorMsg;
-use crate::domain::{JournalEvent, Position};
+use crate::domain::{JournalEvent, OrderId, Position};
 use crate::persistence::{Journal, JournalError};
 
 /// The journal did not record the event; nothing of it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendFailed;
 
-/// Called once with the event's position, or with `AppendFailed`.
-pub type Ack = Box<dyn FnOnce(Result<Position, AppendFailed>) + Send>;
+/// What became of one appended reservation: its position, or `AppendFailed`.
+pub type Outcome = (OrderId, Result<Position, AppendFailed>);
+
+/// Whoever hands events in and waits to hear about them. It is told once per batch about all of its events, in
+/// order, so a busy shard gets one message per commit rather than one per reservation.
+pub trait Recipient: Send + Sync {
+    fn acknowledge(&self, outcomes: Vec<Outcome>);
+}
+
+/// Whom to tell about an event, and which order it is.
+pub struct Ack {
+    pub to: Arc<dyn Recipient>,
+    pub order_id: OrderId,
+}
+
+/// Tells every recipient in `acks` the results meant for it, in one call each.
+fn acknowledge(acks: Vec<Ack>, results: impl Iterator<Item = Result<Position, AppendFailed>>) {
+    let mut recipients: Vec<(Arc<dyn Recipient>, Vec<Outcome>)> = Vec::new();
+    for (Ack { to, order_id }, result) in acks.into_iter().zip(results) {
+        match recipients.iter_mut().find(|(known, _)| Arc::ptr_eq(known, &to)) {
+            Some((_, outcomes)) => outcomes.push((order_id, result)),
+            None => recipients.push((to, vec![(order_id, result)])),
+        }
+    }
+    for (to, outcomes) in recipients {
+        to.acknowledge(outcomes);
+    }
+}
 
 /// Batching decisions, apart from the actor so they can be tested alone.
 pub struct GroupCommit<A> {
@@ -159,18 +185,14 @@ impl Actor for JournalWriter {
                     Ok(positions) => {
                         state.batches.succeeded();
                         let events = positions.len() as u64;
-                        let acked = positions.len() - acks.len();
-                        for (ack, position) in acks.into_iter().zip(positions.into_iter().skip(acked)) {
-                            ack(Ok(position));
-                        }
+                        let voids = positions.len() - acks.len();
+                        acknowledge(acks, positions.into_iter().skip(voids).map(Ok));
                         let _ = state.projector.cast(ProjectorMsg::Committed { events });
                     }
                     Err((err, undo)) => {
                         tracing::warn!(error = %err, events = acks.len(), "journal append failed; reservations rolled back");
                         state.batches.failed(undo);
-                        for ack in acks {
-                            ack(Err(AppendFailed));
-                        }
+                        acknowledge(acks, std::iter::repeat(Err(AppendFailed)));
                     }
                 }
                 state.send_batch(&myself);
@@ -265,6 +287,30 @@ mod tests {
         let retry = commits.next_batch().unwrap();
         assert_eq!(retry.events.len() - retry.acks.len(), 2, "both voids are owed again, the first one still first");
         assert!(matches!(retry.events[0], JournalEvent::Voided(v) if v.order_id == reserved.order_id));
+    }
+
+    /// Writes down every call it gets.
+    #[derive(Default)]
+    struct Listener(std::sync::Mutex<Vec<Vec<Outcome>>>);
+
+    impl Recipient for Listener {
+        fn acknowledge(&self, outcomes: Vec<Outcome>) {
+            self.0.lock().unwrap().push(outcomes);
+        }
+    }
+
+    #[test]
+    fn each_recipient_hears_once_per_batch_about_its_own_events_in_order() {
+        let (first, second) = (Arc::new(Listener::default()), Arc::new(Listener::default()));
+        let orders: Vec<OrderId> = (0..4).map(|_| OrderId::generate()).collect();
+        let to = [&first, &second, &first, &first];
+        let acks =
+            orders.iter().zip(to).map(|(&order_id, to)| Ack { to: Arc::clone(to) as Arc<dyn Recipient>, order_id });
+        acknowledge(acks.collect(), (1..=4).map(|p| Ok(Position::new(p))));
+
+        let at = |p| Ok(Position::new(p));
+        assert_eq!(*first.0.lock().unwrap(), vec![vec![(orders[0], at(1)), (orders[2], at(3)), (orders[3], at(4))]]);
+        assert_eq!(*second.0.lock().unwrap(), vec![vec![(orders[1], at(2))]]);
     }
 
     #[test]

@@ -10,9 +10,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use self::book::{Effect, Outcome, PurchaseRequest, ShardBook, ShardCounts};
 use super::catalog::Gauges;
-use super::journal_writer::{AppendFailed, WriterMsg};
+use super::journal_writer::{Ack, AppendFailed, Outcome as Journaled, Recipient, WriterMsg};
 use super::product::ProductMsg;
-use crate::domain::{JournalEvent, OrderId, Position, Reservation, StockSnapshot, Timestamp, UserId};
+use crate::domain::{JournalEvent, OrderId, Reservation, StockSnapshot, Timestamp, UserId};
 
 pub struct StockShard;
 
@@ -28,6 +28,8 @@ pub struct ShardArgs {
 
 pub struct ShardState {
     index: usize,
+    /// This shard as the journal writer's recipient.
+    inbox: Arc<dyn Recipient>,
     book: ShardBook<BuyerReply>,
     product: ActorRef<ProductMsg>,
     writer: ActorRef<WriterMsg>,
@@ -36,8 +38,12 @@ pub struct ShardState {
 
 pub enum ShardMsg {
     Purchase(PurchaseRequest<BuyerReply>),
-    Journaled { order_id: OrderId, result: Result<Position, AppendFailed> },
-    Grant { units: u64, last: bool },
+    /// The journal writer's outcomes for this shard's reservations in one batch.
+    Journaled(Vec<Journaled>),
+    Grant {
+        units: u64,
+        last: bool,
+    },
     SellOut,
     Reopen,
     Surrender(RpcReplyPort<u64>),
@@ -52,14 +58,14 @@ impl Actor for StockShard {
     type State = ShardState;
     type Arguments = ShardArgs;
 
-    async fn pre_start(&self, _: ActorRef<ShardMsg>, args: ShardArgs) -> Result<ShardState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<ShardMsg>, args: ShardArgs) -> Result<ShardState, ActorProcessingErr> {
         let ShardArgs { index, book, product, writer, gauges } = args;
-        Ok(ShardState { index, book, product, writer, gauges })
+        Ok(ShardState { index, inbox: Arc::new(Inbox(myself)), book, product, writer, gauges })
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<ShardMsg>,
+        _: ActorRef<ShardMsg>,
         message: ShardMsg,
         state: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
@@ -67,8 +73,16 @@ impl Actor for StockShard {
         let now = Timestamp::now();
         let effects = match message {
             ShardMsg::Purchase(request) => state.book.purchase(request, now),
-            ShardMsg::Journaled { order_id, result: Ok(position) } => state.book.committed(order_id, position),
-            ShardMsg::Journaled { order_id, result: Err(AppendFailed) } => state.book.failed(order_id, now),
+            ShardMsg::Journaled(outcomes) => {
+                let book = &mut state.book;
+                outcomes
+                    .into_iter()
+                    .flat_map(|(order_id, result)| match result {
+                        Ok(position) => book.committed(order_id, position),
+                        Err(AppendFailed) => book.failed(order_id, now),
+                    })
+                    .collect()
+            }
             ShardMsg::Grant { units, last } => state.book.grant(units, last, now),
             ShardMsg::SellOut => state.book.sell_out(now),
             ShardMsg::Reopen => {
@@ -96,9 +110,18 @@ impl Actor for StockShard {
                 Vec::new()
             }
         };
-        state.perform(&myself, effects, now);
+        state.perform(effects, now);
         state.gauges.record(before, state.taken());
         Ok(())
+    }
+}
+
+/// Hands the writer's outcomes to the shard's mailbox.
+struct Inbox(ActorRef<ShardMsg>);
+
+impl Recipient for Inbox {
+    fn acknowledge(&self, outcomes: Vec<Journaled>) {
+        let _ = self.0.cast(ShardMsg::Journaled(outcomes));
     }
 }
 
@@ -108,7 +131,7 @@ impl ShardState {
         counts.in_flight + counts.reserved
     }
 
-    fn perform(&mut self, myself: &ActorRef<ShardMsg>, effects: Vec<Effect<BuyerReply>>, now: Timestamp) {
+    fn perform(&mut self, effects: Vec<Effect<BuyerReply>>, now: Timestamp) {
         let mut queue = effects;
         while !queue.is_empty() {
             let mut follow_up = Vec::new();
@@ -119,12 +142,9 @@ impl ShardState {
                     }
                     Effect::Append(reservation) => {
                         let order_id = reservation.order_id;
-                        let shard = myself.clone();
                         let append = WriterMsg::Append {
                             event: JournalEvent::Reserved(reservation),
-                            ack: Box::new(move |result| {
-                                let _ = shard.cast(ShardMsg::Journaled { order_id, result });
-                            }),
+                            ack: Ack { to: Arc::clone(&self.inbox), order_id },
                         };
                         if self.writer.cast(append).is_err() {
                             follow_up.extend(self.book.failed(order_id, now));
