@@ -10,7 +10,7 @@ use ractor::ActorRef;
 
 use super::product::ProductMsg;
 use super::stock_shard::ShardMsg;
-use crate::domain::{Product, ProductId};
+use crate::domain::{Product, ProductId, UserId};
 
 /// Counters shared by a product actor and its shards.
 #[derive(Debug, Default)]
@@ -52,6 +52,13 @@ pub struct ProductHandle {
     pub actor: ActorRef<ProductMsg>,
     pub shards: Vec<ActorRef<ShardMsg>>,
     pub gauges: Arc<Gauges>,
+}
+
+impl ProductHandle {
+    /// The shard that serves every purchase, and holds every order, of `user` in this product.
+    pub fn shard_of(&self, user: UserId) -> &ActorRef<ShardMsg> {
+        &self.shards[self.product.draft.shards.shard_of(user)]
+    }
 }
 
 #[derive(Default)]

@@ -191,7 +191,7 @@ impl Engine {
         if key.is_none() && handle.gauges.is_sold_out() {
             return Err(PurchaseError::SoldOut);
         }
-        let shard = &handle.shards[handle.product.draft.shards.shard_of(user)];
+        let shard = handle.shard_of(user);
         let asked = shard
             .call(
                 |reply| ShardMsg::Purchase(PurchaseRequest { user, quantity, key, reply }),
@@ -258,7 +258,7 @@ impl Engine {
         }
         for handle in self.deps.catalog.all() {
             let shards = match holder {
-                Some(user) => std::slice::from_ref(&handle.shards[handle.product.draft.shards.shard_of(user)]),
+                Some(user) => std::slice::from_ref(handle.shard_of(user)),
                 None => &handle.shards[..],
             };
             for shard in shards {
@@ -275,7 +275,7 @@ impl Engine {
         let mut orders = self.db.orders_of_user(user, RECENT_ORDERS).await?;
         let projected: HashSet<OrderId> = orders.iter().map(|order| order.order_id).collect();
         for handle in self.deps.catalog.all() {
-            let shard = &handle.shards[handle.product.draft.shards.shard_of(user)];
+            let shard = handle.shard_of(user);
             let held = ask(shard, |reply| ShardMsg::OrdersOf(user, reply)).await?;
             let fresh = held.iter().filter(|reservation| !projected.contains(&reservation.order_id));
             orders.extend(fresh.map(|reservation| Order::reserved(reservation)));
