@@ -1,6 +1,7 @@
 //! The load driver every measured phase shares: `concurrency` workers take tickets from one atomic counter until
-//! the phase's limit, each sends its workload's request for the ticket, and each keeps a private tally (latency
-//! histogram, outcome counts, acknowledged orders) so the hot loop takes no lock; tallies merge when all are done.
+//! the phase's limit, each sends its workload's request for the ticket on a connection of its own, and each keeps a
+//! private tally (latency histogram, outcome counts, acknowledged orders) so the hot loop takes no lock; tallies
+//! merge when all are done.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -9,11 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use serde::{Serialize, Serializer};
 
 use super::audit::Accepted;
+use super::connection::{Connection, Endpoint};
+
+/// How many connections are opened at once before a phase starts.
+const CONNECTING_PARALLELISM: usize = 32;
 
 /// Latency resolution: values are kept to three significant digits.
 const SIGNIFICANT_DIGITS: u8 = 3;
@@ -24,8 +30,12 @@ const EXPECTED_MAX_LATENCY_US: u64 = 60_000_000;
 
 /// The request a phase sends, once per ticket.
 pub(super) trait Workload: Send + Sync + 'static {
-    /// Sends the request for `ticket` (0, 1, 2, …) and says how it went; failures are outcomes, not errors.
-    fn send(&self, ticket: usize) -> impl Future<Output = Outcome> + Send;
+    /// Where the requests go.
+    fn endpoint(&self) -> &Endpoint;
+
+    /// Sends the request for `ticket` (0, 1, 2, …) on `connection` and says how it went; failures are outcomes,
+    /// not errors.
+    fn send(&self, connection: &mut Connection, ticket: usize) -> impl Future<Output = Outcome> + Send;
 }
 
 /// How one request went: a label such as `202`, `409 SOLD_OUT` or `error: timeout`, and the order it won, if any.
@@ -84,14 +94,24 @@ pub(super) async fn drive<W: Workload>(
     until: Until,
     message: &'static str,
 ) -> Result<Phase> {
+    // Connections are opened and tallies allocated before the clock starts, so the measured path neither connects
+    // nor grows a histogram.
+    let connections: Vec<Connection> = futures::stream::iter(0..concurrency)
+        .map(|_| Connection::open(workload.endpoint()))
+        .buffer_unordered(CONNECTING_PARALLELISM)
+        .try_collect()
+        .await?;
+    let tallies = (0..concurrency).map(|_| Tally::new()).collect::<Result<Vec<_>>>()?;
     let progress = super::progress_bar(until.tickets(), message)?;
     let workload = Arc::new(workload);
-    // Tallies are allocated before the clock starts, so the measured path never grows a histogram.
-    let tallies = (0..concurrency).map(|_| Tally::new()).collect::<Result<Vec<_>>>()?;
     let tickets = Arc::new(Tickets::new(until));
-    let workers: Vec<_> = tallies
+    let workers: Vec<_> = connections
         .into_iter()
-        .map(|tally| tokio::spawn(work(Arc::clone(&workload), Arc::clone(&tickets), progress.clone(), tally)))
+        .zip(tallies)
+        .map(|(connection, tally)| {
+            let worker = Worker { workload: Arc::clone(&workload), connection, tickets: Arc::clone(&tickets) };
+            tokio::spawn(worker.run(progress.clone(), tally))
+        })
         .collect();
     let finished = futures::future::join_all(workers).await;
     let elapsed = tickets.started.elapsed();
@@ -141,20 +161,24 @@ impl Tickets {
     }
 }
 
-/// One worker: takes tickets until there are none left, timing each request from send to the end of its body.
-async fn work<W: Workload>(
+/// One worker: its connection, and where it takes its tickets.
+struct Worker<W> {
     workload: Arc<W>,
+    connection: Connection,
     tickets: Arc<Tickets>,
-    progress: ProgressBar,
-    mut tally: Tally,
-) -> Result<Tally> {
-    while let Some(ticket) = tickets.take() {
-        let sent = Instant::now();
-        let outcome = workload.send(ticket).await;
-        tally.record(sent.elapsed(), outcome)?;
-        progress.inc(1);
+}
+
+impl<W: Workload> Worker<W> {
+    /// Takes tickets until there are none left, timing each request from send to the end of its body.
+    async fn run(mut self, progress: ProgressBar, mut tally: Tally) -> Result<Tally> {
+        while let Some(ticket) = self.tickets.take() {
+            let sent = Instant::now();
+            let outcome = self.workload.send(&mut self.connection, ticket).await;
+            tally.record(sent.elapsed(), outcome)?;
+            progress.inc(1);
+        }
+        Ok(tally)
     }
-    Ok(tally)
 }
 
 /// What one worker (or, merged, a whole phase) saw.

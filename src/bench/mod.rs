@@ -6,6 +6,9 @@
 //! - Buyers are minted before the clock starts (`/admin/users/bulk`, which skips argon2), so the measured phase is
 //!   nothing but purchases: each buyer sends exactly one, `--concurrency` workers pull buyers from a shared counter,
 //!   and each worker keeps its own latency histogram, merged once the phase is over.
+//! - The client must not eat the server's CPU: on a shared machine a heavy client lowers the service's throughput
+//!   and lengthens every latency it reports. Each worker sends on a keep-alive connection it owns and drives itself,
+//!   opened before the clock starts (`connection`).
 //! - Correctness is read back from the server, not inferred from responses: after the load the bench waits for the
 //!   order projector to catch up with the journal, then compares the product's order rows with every order the
 //!   service acknowledged. Oversold, unsold, lost or duplicated units fail the run.
@@ -15,6 +18,7 @@
 
 mod api;
 mod audit;
+mod connection;
 mod load;
 mod report;
 mod workload;
@@ -29,6 +33,7 @@ use rand::Rng;
 
 use api::{Api, Buyer, NewProduct, MAX_BULK_BUYERS};
 use audit::{Accepted, Correctness, Expectation};
+use connection::Endpoint;
 use load::{PhaseStats, Until};
 use report::{Baseline, Report, Settlement};
 use workload::{Healthz, Purchase, QUANTITY};
@@ -84,22 +89,19 @@ pub struct BenchArgs {
 
 /// Runs the bench; fails (after printing the report) if the projector never caught up or a unit went astray.
 pub async fn run(args: BenchArgs) -> Result<()> {
-    let http = http_client(args.concurrency)?;
-    let api = Api::login(http.clone(), &args.url, &args.admin_user, &args.admin_password).await?;
+    let api = Api::login(http_client()?, &args.url, &args.admin_user, &args.admin_password).await?;
     let product = api.create_product(&new_product(&args)).await?;
     let buyers = prepare_buyers(&api, args.users).await?;
 
-    let purchase = Purchase::new(http.clone(), api.endpoint(&format!("/api/v1/products/{product}/purchase"))?, buyers)?;
+    let purchase =
+        Purchase::new(Endpoint::new(&api.endpoint(&format!("/api/v1/products/{product}/purchase"))?)?, buyers)?;
     let until = purchase.until();
     let purchases = load::drive(purchase, args.concurrency, until, "purchasing").await?;
     let settlement = settle(&api, Duration::from_secs(args.settle_timeout_secs)).await?;
     let correctness =
         if settlement.caught_up { Some(verify(&api, product, &args, &purchases.accepted).await?) } else { None };
-    let baseline = if args.baseline {
-        Some(measure_baseline(&api, http, args.concurrency, &purchases.stats).await?)
-    } else {
-        None
-    };
+    let baseline =
+        if args.baseline { Some(measure_baseline(&api, args.concurrency, &purchases.stats).await?) } else { None };
 
     let report = Report {
         url: args.url.clone(),
@@ -116,11 +118,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     report.verdict()
 }
 
-/// One client for everything: HTTP/1.1 keep-alive with an idle pool that holds every worker's connection.
-fn http_client(concurrency: usize) -> Result<reqwest::Client> {
+/// The client of the unmeasured calls (admin API, read-back); the measured phases use `connection`.
+fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .http1_only()
-        .pool_max_idle_per_host(concurrency)
         .timeout(REQUEST_TIMEOUT)
         .tcp_nodelay(true)
         .build()
@@ -213,13 +214,8 @@ async fn verify(api: &Api, product: i64, args: &BenchArgs, accepted: &[Accepted]
 }
 
 /// Drives GET /healthz with the purchase phase's concurrency for as long as that phase took (at least a second).
-async fn measure_baseline(
-    api: &Api,
-    http: reqwest::Client,
-    concurrency: usize,
-    purchases: &PhaseStats,
-) -> Result<Baseline> {
-    let healthz = Healthz::new(http, api.endpoint("/healthz")?);
+async fn measure_baseline(api: &Api, concurrency: usize, purchases: &PhaseStats) -> Result<Baseline> {
+    let healthz = Healthz::new(Endpoint::new(&api.endpoint("/healthz")?)?);
     let duration = purchases.duration.max(MIN_BASELINE);
     let phase = load::drive(healthz, concurrency, Until::Elapsed(duration), "healthz baseline").await?;
     Ok(Baseline::compare(purchases, phase.stats))

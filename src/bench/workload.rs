@@ -3,13 +3,14 @@
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use http_body_util::Full;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::api::{Buyer, ProblemBody};
 use super::audit::Accepted;
+use super::connection::{Connection, Endpoint};
 use super::load::{Outcome, Until, Workload};
 
 /// Units each buyer asks for.
@@ -25,11 +26,11 @@ struct Receipt {
     order_id: String,
 }
 
-/// One purchase per buyer, each with a fresh idempotency key. What is the same for every request of a buyer (the
-/// `Authorization` header) or of the phase (the body) is built once, before the clock starts.
+/// One purchase per buyer, each with an idempotency key of its own (the ticket: a buyer sends one purchase). What
+/// is the same for every request of a buyer (the `Authorization` header) or of the phase (the body) is built once,
+/// before the clock starts.
 pub(super) struct Purchase {
-    http: Client,
-    url: Url,
+    endpoint: Endpoint,
     body: Bytes,
     buyers: Vec<Prepared>,
 }
@@ -40,7 +41,7 @@ struct Prepared {
 }
 
 impl Purchase {
-    pub fn new(http: Client, url: Url, buyers: Vec<Buyer>) -> Result<Self> {
+    pub fn new(endpoint: Endpoint, buyers: Vec<Buyer>) -> Result<Self> {
         let body = serde_json::to_vec(&PurchaseBody { quantity: QUANTITY }).context("encoding the purchase")?;
         let buyers = buyers
             .into_iter()
@@ -51,7 +52,7 @@ impl Purchase {
                 Ok(Prepared { user_id: buyer.user_id, authorization })
             })
             .collect::<Result<_>>()?;
-        Ok(Self { http, url, body: Bytes::from(body), buyers })
+        Ok(Self { endpoint, body: Bytes::from(body), buyers })
     }
 
     /// One ticket per buyer.
@@ -61,17 +62,21 @@ impl Purchase {
 }
 
 impl Workload for Purchase {
-    async fn send(&self, ticket: usize) -> Outcome {
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    async fn send(&self, connection: &mut Connection, ticket: usize) -> Outcome {
         // Tickets stay below `until()`'s count, the number of buyers.
         let buyer = &self.buyers[ticket];
         let request = self
-            .http
-            .post(self.url.clone())
+            .endpoint
+            .request(Method::POST)
             .header(AUTHORIZATION, buyer.authorization.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header("Idempotency-Key", Uuid::now_v7().hyphenated().encode_lower(&mut Uuid::encode_buffer()) as &str)
-            .body(self.body.clone());
-        match exchange(request).await {
+            .header("idempotency-key", HeaderValue::from(ticket))
+            .body(Full::new(self.body.clone()));
+        match exchange(connection, request).await {
             Ok((status, body)) if status == StatusCode::ACCEPTED => receipt(&body, buyer.user_id),
             Ok((status, body)) => Outcome::labelled(status_label(status, &body)),
             Err(label) => Outcome::labelled(label),
@@ -81,31 +86,35 @@ impl Workload for Purchase {
 
 /// `GET /healthz`, the cheapest request the service answers.
 pub(super) struct Healthz {
-    http: Client,
-    url: Url,
+    endpoint: Endpoint,
 }
 
 impl Healthz {
-    pub fn new(http: Client, url: Url) -> Self {
-        Self { http, url }
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self { endpoint }
     }
 }
 
 impl Workload for Healthz {
-    async fn send(&self, _ticket: usize) -> Outcome {
-        match exchange(self.http.get(self.url.clone())).await {
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    async fn send(&self, connection: &mut Connection, _ticket: usize) -> Outcome {
+        match exchange(connection, self.endpoint.request(Method::GET).body(Full::new(Bytes::new()))).await {
             Ok((status, body)) => Outcome::labelled(status_label(status, &body)),
             Err(label) => Outcome::labelled(label),
         }
     }
 }
 
-/// Sends `request` and reads the whole answer; a transport failure comes back as its outcome label.
-async fn exchange(request: RequestBuilder) -> Result<(StatusCode, Bytes), String> {
-    let response = request.send().await.map_err(|err| transport_label(&err))?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|err| transport_label(&err))?;
-    Ok((status, body))
+/// Sends a built request on `connection`; a request that cannot even be built is an outcome of its own.
+async fn exchange(
+    connection: &mut Connection,
+    request: hyper::http::Result<Request<Full<Bytes>>>,
+) -> Result<(StatusCode, Bytes), String> {
+    let request = request.map_err(|_| "error: request".to_owned())?;
+    connection.exchange(request).await
 }
 
 /// A 202's outcome: the order it names, won by `user_id`.
@@ -125,19 +134,6 @@ fn status_label(status: StatusCode, body: &[u8]) -> String {
         Some(problem) => format!("{} {}", status.as_str(), problem.code),
         None => status.as_str().to_owned(),
     }
-}
-
-fn transport_label(err: &reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timeout"
-    } else if err.is_connect() {
-        "connect"
-    } else if err.is_body() || err.is_decode() {
-        "body"
-    } else {
-        "request"
-    };
-    format!("error: {kind}")
 }
 
 #[cfg(test)]
