@@ -36,8 +36,18 @@ diesel::table! {
     snapshots (product_id) {
         product_id -> BigInt,
         position -> BigInt,
-        body -> Text,
+        generation -> BigInt,
+        chunks -> Integer,
         taken_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    snapshot_chunks (product_id, generation, seq) {
+        product_id -> BigInt,
+        generation -> BigInt,
+        seq -> Integer,
+        data -> Text,
     }
 }
 
