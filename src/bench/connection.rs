@@ -116,3 +116,61 @@ impl Link {
         Ok(Self { sender, driver })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn endpoints_take_plain_http_urls() {
+        let endpoint = Endpoint::new(&Url::parse("http://127.0.0.1:8080/healthz").unwrap()).unwrap();
+        assert_eq!((endpoint.addr.as_str(), endpoint.path.path()), ("127.0.0.1:8080", "/healthz"));
+        assert_eq!(Endpoint::new(&Url::parse("http://localhost/x").unwrap()).unwrap().addr, "localhost:80");
+        assert!(Endpoint::new(&Url::parse("https://localhost/x").unwrap()).is_err());
+    }
+
+    /// A server that answers two requests per connection, the second with `Connection: close`, then hangs up.
+    async fn two_per_connection() -> (Url, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/ping", listener.local_addr().unwrap())).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    for last in [false, true] {
+                        let mut line = String::new();
+                        while stream.read_line(&mut line).await.unwrap() > 0 && line != "\r\n" {
+                            line.clear();
+                        }
+                        let close = if last { "connection: close\r\n" } else { "" };
+                        let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{close}\r\nok");
+                        stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_and_reopened_once_the_server_hangs_up() {
+        let (url, accepted) = two_per_connection().await;
+        let endpoint = Endpoint::new(&url).unwrap();
+        let mut connection = Connection::open(&endpoint).await.unwrap();
+        for _ in 0..3 {
+            let request = endpoint.request(Method::GET).body(Full::new(Bytes::new())).unwrap();
+            let (status, body) = connection.exchange(request).await.unwrap();
+            assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "two requests on the first connection, the third on a new one");
+    }
+}
