@@ -169,24 +169,36 @@ impl SnapshotStore for SqlSnapshots {
     }
 
     async fn load(&self, product: ProductId) -> Result<Option<StockSnapshot>, SnapshotError> {
-        let Some(generation) = self.current(product).await? else { return Ok(None) };
-        let parts = self
+        // One read transaction, so a save that switches generations meanwhile cannot leave a pointer without chunks.
+        let stored = self
             .db
             .run(move |conn| {
-                Ok(snapshot_chunks::table
-                    .filter(
-                        snapshot_chunks::product_id
-                            .eq(product.get())
-                            .and(snapshot_chunks::generation.eq(generation.id)),
-                    )
-                    .order(snapshot_chunks::seq.asc())
-                    .select(snapshot_chunks::data)
-                    .load::<String>(conn)?)
+                Ok(conn.transaction(|conn| {
+                    let Some((generation, chunks)) = snapshots::table
+                        .filter(snapshots::product_id.eq(product.get()))
+                        .select((snapshots::generation, snapshots::chunks))
+                        .first::<(i64, i32)>(conn)
+                        .optional()?
+                    else {
+                        return Ok(None);
+                    };
+                    let parts = snapshot_chunks::table
+                        .filter(
+                            snapshot_chunks::product_id
+                                .eq(product.get())
+                                .and(snapshot_chunks::generation.eq(generation)),
+                        )
+                        .order(snapshot_chunks::seq.asc())
+                        .select(snapshot_chunks::data)
+                        .load::<String>(conn)?;
+                    diesel::QueryResult::Ok(Some((chunks, parts)))
+                })?)
             })
             .await?;
-        if i32::try_from(parts.len()).ok() != Some(generation.chunks) {
+        let Some((chunks, parts)) = stored else { return Ok(None) };
+        if i32::try_from(parts.len()).ok() != Some(chunks) {
             let found = parts.len();
-            return Err(SnapshotError::Corrupt(format!("{found} of {} chunks found", generation.chunks)));
+            return Err(SnapshotError::Corrupt(format!("{found} of {chunks} chunks found")));
         }
         decode(&parts.concat()).map(Some)
     }
