@@ -59,20 +59,6 @@ impl SqlSnapshots {
         Self { db }
     }
 
-    /// The generation `product`'s snapshot consists of, if it has one.
-    async fn current(&self, product: ProductId) -> Result<Option<Generation>, DbError> {
-        self.db
-            .run(move |conn| {
-                let row = snapshots::table
-                    .filter(snapshots::product_id.eq(product.get()))
-                    .select((snapshots::generation, snapshots::chunks))
-                    .first::<(i64, i32)>(conn)
-                    .optional()?;
-                Ok(row.map(|(id, chunks)| Generation { id, chunks }))
-            })
-            .await
-    }
-
     async fn write_chunk(&self, product: ProductId, generation: i64, seq: i32, data: String) -> Result<(), DbError> {
         self.db
             .write(move |conn| {
@@ -93,29 +79,43 @@ impl SqlSnapshots {
             .await
     }
 
-    /// Points `product`'s snapshot at `generation`, whose chunks are all written.
-    async fn switch(&self, product: ProductId, position: i64, generation: Generation) -> Result<(), DbError> {
+    /// Points `product`'s snapshot at `generation`, whose chunks are all written, and says which generation it
+    /// replaced: read in the same transaction, so of two overlapping saves each discards exactly what it replaced.
+    async fn switch(
+        &self,
+        product: ProductId,
+        position: i64,
+        generation: Generation,
+    ) -> Result<Option<Generation>, DbError> {
         self.db
             .write(move |conn| {
-                let row = (
-                    snapshots::product_id.eq(product.get()),
-                    snapshots::position.eq(position),
-                    snapshots::generation.eq(generation.id),
-                    snapshots::chunks.eq(generation.chunks),
-                    snapshots::taken_at.eq(Timestamp::now().millis()),
-                );
-                per_backend!(conn, conn => diesel::insert_into(snapshots::table)
-                    .values(row)
-                    .on_conflict(snapshots::product_id)
-                    .do_update()
-                    .set((
-                        snapshots::position.eq(excluded(snapshots::position)),
-                        snapshots::generation.eq(excluded(snapshots::generation)),
-                        snapshots::chunks.eq(excluded(snapshots::chunks)),
-                        snapshots::taken_at.eq(excluded(snapshots::taken_at)),
-                    ))
-                    .execute(conn))?;
-                Ok(())
+                Ok(conn.transaction(|conn| {
+                    let replaced = snapshots::table
+                        .filter(snapshots::product_id.eq(product.get()))
+                        .select((snapshots::generation, snapshots::chunks))
+                        .first::<(i64, i32)>(conn)
+                        .optional()?
+                        .map(|(id, chunks)| Generation { id, chunks });
+                    let row = (
+                        snapshots::product_id.eq(product.get()),
+                        snapshots::position.eq(position),
+                        snapshots::generation.eq(generation.id),
+                        snapshots::chunks.eq(generation.chunks),
+                        snapshots::taken_at.eq(Timestamp::now().millis()),
+                    );
+                    per_backend!(conn, conn => diesel::insert_into(snapshots::table)
+                        .values(row)
+                        .on_conflict(snapshots::product_id)
+                        .do_update()
+                        .set((
+                            snapshots::position.eq(excluded(snapshots::position)),
+                            snapshots::generation.eq(excluded(snapshots::generation)),
+                            snapshots::chunks.eq(excluded(snapshots::chunks)),
+                            snapshots::taken_at.eq(excluded(snapshots::taken_at)),
+                        ))
+                        .execute(conn))?;
+                    diesel::QueryResult::Ok(replaced)
+                })?)
             })
             .await
     }
@@ -148,7 +148,6 @@ impl SnapshotStore for SqlSnapshots {
         let position = snapshot.position.get();
         // Encoded before taking the writers' turn, so the turn covers only the chunk writes.
         let body = encode(snapshot).await?;
-        let previous = self.current(product).await?;
         // A fresh random generation, so two saves of one product that overlap (a periodic one and the one at
         // shutdown) never write into each other's chunks; whichever switches last wins, whole.
         let mut generation = Generation { id: rand::random::<i64>() & i64::MAX, chunks: 0 };
@@ -157,9 +156,8 @@ impl SnapshotStore for SqlSnapshots {
             self.write_chunk(product, generation.id, seq, data.to_owned()).await?;
             generation.chunks = seq + 1;
         }
-        self.switch(product, position, generation).await?;
-        if let Some(previous) = previous.filter(|previous| previous.id != generation.id) {
-            self.discard(product, previous).await?;
+        if let Some(replaced) = self.switch(product, position, generation).await? {
+            self.discard(product, replaced).await?;
         }
         Ok(())
     }
@@ -303,7 +301,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn overlapping_saves_leave_one_whole_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _db) = store(&dir).await;
+        let (store, db) = store(&dir).await;
         let product = ProductId::try_from(1).unwrap();
         let (small, large) = (snapshot(100), snapshot(8_000));
         let (a, b) = tokio::join!(store.save(product, small.clone()), store.save(product, large.clone()));
@@ -311,5 +309,8 @@ mod tests {
         b.unwrap();
         let loaded = store.load(product).await.unwrap().expect("a snapshot is there");
         assert!(loaded == small || loaded == large, "one of the two, whole");
+        let pointed: i32 =
+            db.run(move |conn| Ok(snapshots::table.select(snapshots::chunks).first::<i32>(conn)?)).await.unwrap();
+        assert_eq!(stored_chunks(&db).await, i64::from(pointed), "no chunks are left behind by the save that lost");
     }
 }
