@@ -70,3 +70,5 @@ diesel::table! {
         position -> BigInt,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(snapshots, snapshot_chunks);

@@ -167,33 +167,24 @@ impl SnapshotStore for SqlSnapshots {
     }
 
     async fn load(&self, product: ProductId) -> Result<Option<StockSnapshot>, SnapshotError> {
-        // One read transaction, so a save that switches generations meanwhile cannot leave a pointer without chunks.
-        let stored = self
+        // One statement, so on either backend it reads the pointer and the chunks from the same moment: a save that
+        // switches generations meanwhile cannot leave a pointer without its chunks.
+        let rows = self
             .db
             .run(move |conn| {
-                Ok(conn.transaction(|conn| {
-                    let Some((generation, chunks)) = snapshots::table
-                        .filter(snapshots::product_id.eq(product.get()))
-                        .select((snapshots::generation, snapshots::chunks))
-                        .first::<(i64, i32)>(conn)
-                        .optional()?
-                    else {
-                        return Ok(None);
-                    };
-                    let parts = snapshot_chunks::table
-                        .filter(
-                            snapshot_chunks::product_id
-                                .eq(product.get())
-                                .and(snapshot_chunks::generation.eq(generation)),
-                        )
-                        .order(snapshot_chunks::seq.asc())
-                        .select(snapshot_chunks::data)
-                        .load::<String>(conn)?;
-                    diesel::QueryResult::Ok(Some((chunks, parts)))
-                })?)
+                let current = snapshots::table.on(snapshots::product_id
+                    .eq(snapshot_chunks::product_id)
+                    .and(snapshots::generation.eq(snapshot_chunks::generation)));
+                Ok(snapshot_chunks::table
+                    .inner_join(current)
+                    .filter(snapshot_chunks::product_id.eq(product.get()))
+                    .order(snapshot_chunks::seq.asc())
+                    .select((snapshots::chunks, snapshot_chunks::data))
+                    .load::<(i32, String)>(conn)?)
             })
             .await?;
-        let Some((chunks, parts)) = stored else { return Ok(None) };
+        let Some(&(chunks, _)) = rows.first() else { return Ok(None) };
+        let parts: Vec<String> = rows.into_iter().map(|(_, data)| data).collect();
         if i32::try_from(parts.len()).ok() != Some(chunks) {
             let found = parts.len();
             return Err(SnapshotError::Corrupt(format!("{found} of {chunks} chunks found")));
