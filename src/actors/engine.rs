@@ -396,14 +396,14 @@ mod tests {
 
     #[async_trait]
     impl Journal for FlakyJournal {
-        async fn append(&self, events: Vec<crate::domain::JournalEvent>) -> Result<Vec<Position>, JournalError> {
+        fn append(&self, events: &[crate::domain::JournalEvent]) -> Result<Vec<Position>, JournalError> {
             if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
                 if self.lands {
-                    self.inner.append(events).await?;
+                    self.inner.append(events)?;
                 }
                 return Err(JournalError::Unavailable("disk on fire".into()));
             }
-            self.inner.append(events).await
+            self.inner.append(events)
         }
 
         async fn read_product(

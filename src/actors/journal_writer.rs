@@ -1,22 +1,22 @@
-//! The JournalWriter actor: group commit. Shards hand it one reservation at a time; it appends them to the journal
-//! many per transaction and tells each shard the outcome. One batch is in flight at a time, so positions are
-//! handed out in commit order; while it is in flight the next batch fills, which is what makes batches large
-//! exactly when load is high. A batch is sent when it is full, when the linger timer fires, or — with a zero
-//! linger — as soon as the previous one is done.
+//! The JournalWriter actor: group commit. Shards hand it one reservation at a time; its own thread appends them to
+//! the journal many per transaction and tells each shard the outcome. One batch is in flight at a time, so
+//! positions are handed out in commit order; while it is in flight the next batch fills, which is what makes
+//! batches large exactly when load is high. The thread takes that next batch itself as soon as a commit is done
+//! (or, with a linger, once the batch is full or the linger is over), so under load no commit waits for a wake-up.
 //!
 //! A failed append rolls its reservations back in memory, but it may have landed in part (or whole, if only the
 //! answer was lost). So the writer owes the journal a void for each event of a failed batch and puts those voids
 //! at the head of the next batch: no later reservation is acknowledged before they are durable, and readers of
 //! the journal drop what they void.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::order_projector::ProjectorMsg;
 use crate::domain::{JournalEvent, OrderId, Position};
-use crate::persistence::{Journal, JournalError};
+use crate::persistence::Journal;
 
 /// The journal did not record the event; nothing of it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,23 +122,13 @@ pub struct WriterArgs {
 }
 
 pub struct WriterState {
-    journal: Arc<dyn Journal>,
-    projector: ActorRef<ProjectorMsg>,
-    batches: GroupCommit<Ack>,
-    linger: Duration,
-    timer_armed: bool,
-    flush_waiters: Vec<RpcReplyPort<()>>,
+    queue: Arc<Queue>,
 }
 
 pub enum WriterMsg {
     Append {
         event: JournalEvent,
         ack: Ack,
-    },
-    Linger,
-    Appended {
-        result: Result<Vec<Position>, (JournalError, Vec<JournalEvent>)>,
-        acks: Vec<Ack>,
     },
     /// Answers once everything handed in so far has been appended (or refused).
     Flush(RpcReplyPort<()>),
@@ -150,81 +140,188 @@ impl Actor for JournalWriter {
     type Arguments = WriterArgs;
 
     async fn pre_start(&self, _: ActorRef<WriterMsg>, args: WriterArgs) -> Result<WriterState, ActorProcessingErr> {
-        Ok(WriterState {
+        let queue = Arc::new(Queue::new(args.max_batch));
+        let committer = Committer {
+            queue: Arc::clone(&queue),
             journal: args.journal,
             projector: args.projector,
-            batches: GroupCommit::new(args.max_batch),
             linger: args.linger,
-            timer_armed: false,
-            flush_waiters: Vec::new(),
-        })
+        };
+        std::thread::Builder::new().name("journal-writer".into()).spawn(move || committer.run())?;
+        Ok(WriterState { queue })
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<WriterMsg>,
+        _: ActorRef<WriterMsg>,
         message: WriterMsg,
         state: &mut WriterState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            WriterMsg::Append { event, ack } => {
-                let full = state.batches.push(event, ack);
-                if full || state.linger.is_zero() {
-                    state.send_batch(&myself);
-                } else if !state.timer_armed {
-                    state.timer_armed = true;
-                    myself.send_after(state.linger, || WriterMsg::Linger);
-                }
-            }
-            WriterMsg::Linger => {
-                state.timer_armed = false;
-                state.send_batch(&myself);
-            }
-            WriterMsg::Appended { result, acks } => {
-                match result {
-                    Ok(positions) => {
-                        state.batches.succeeded();
-                        let events = positions.len() as u64;
-                        let voids = positions.len() - acks.len();
-                        acknowledge(acks, positions.into_iter().skip(voids).map(Ok));
-                        let _ = state.projector.cast(ProjectorMsg::Committed { events });
-                    }
-                    Err((err, undo)) => {
-                        tracing::warn!(error = %err, events = acks.len(), "journal append failed; reservations rolled back");
-                        state.batches.failed(undo);
-                        acknowledge(acks, std::iter::repeat(Err(AppendFailed)));
-                    }
-                }
-                state.send_batch(&myself);
-                if state.batches.is_idle() {
-                    for waiter in state.flush_waiters.drain(..) {
-                        let _ = waiter.send(());
-                    }
-                }
-            }
-            WriterMsg::Flush(reply) => {
-                if state.batches.is_idle() {
-                    let _ = reply.send(());
-                } else {
-                    state.flush_waiters.push(reply);
-                    state.send_batch(&myself);
-                }
-            }
+            WriterMsg::Append { event, ack } => state.queue.push(event, ack),
+            WriterMsg::Flush(reply) => state.queue.flush(reply),
         }
         Ok(())
     }
 }
 
-impl WriterState {
-    fn send_batch(&mut self, myself: &ActorRef<WriterMsg>) {
-        let Some(Batch { events, acks }) = self.batches.next_batch() else { return };
-        let journal = Arc::clone(&self.journal);
-        let myself = myself.clone();
-        tokio::spawn(async move {
-            let undo: Vec<JournalEvent> = events.iter().map(JournalEvent::undo).collect();
-            let result = journal.append(events).await.map_err(|err| (err, undo));
-            let _ = myself.cast(WriterMsg::Appended { result, acks });
-        });
+/// However the actor ends, its committer finishes what was handed in and stops.
+impl Drop for WriterState {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// The batches between the actor, which fills them, and its committer thread, which takes the next one itself
+/// the moment the previous commit is done: under load it goes from commit to commit without sleeping, and no
+/// reservation waits for a thread to be woken or a message to be handled between two commits.
+struct Queue {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+}
+
+struct Pending {
+    commits: GroupCommit<Ack>,
+    flush_waiters: Vec<RpcReplyPort<()>>,
+    /// What the committer sleeps until, if it sleeps.
+    awaits: Option<Awaited>,
+    closed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    /// Idle: the first event wakes it.
+    AnyEvent,
+    /// Lingering: a full batch, a flush or the linger's end wakes it.
+    FullBatch,
+}
+
+impl Queue {
+    fn new(max_batch: usize) -> Self {
+        let pending =
+            Pending { commits: GroupCommit::new(max_batch), flush_waiters: Vec::new(), awaits: None, closed: false };
+        Self { pending: Mutex::new(pending), ready: Condvar::new() }
+    }
+
+    /// A panic elsewhere while the lock was held leaves whole batches behind, still fit to use.
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, event: JournalEvent, ack: Ack) {
+        let mut pending = self.lock();
+        let full = pending.commits.push(event, ack);
+        let wakes = match pending.awaits {
+            Some(Awaited::AnyEvent) => true,
+            Some(Awaited::FullBatch) => full,
+            None => false,
+        };
+        if wakes {
+            self.wake(&mut pending);
+        }
+    }
+
+    fn flush(&self, reply: RpcReplyPort<()>) {
+        let mut pending = self.lock();
+        if pending.commits.is_idle() {
+            let _ = reply.send(());
+        } else {
+            pending.flush_waiters.push(reply);
+            self.wake(&mut pending);
+        }
+    }
+
+    fn close(&self) {
+        let mut pending = self.lock();
+        pending.closed = true;
+        self.wake(&mut pending);
+    }
+
+    fn wake(&self, pending: &mut Pending) {
+        if pending.awaits.take().is_some() {
+            self.ready.notify_one();
+        }
+    }
+
+    /// The committer's next batch: at once if events wait, else after sleeping until one comes (and, with a
+    /// linger, until the batch is full or the linger is over). Answers flushes whenever nothing is left to do;
+    /// `None` once closed and drained.
+    fn next_batch(&self, linger: Duration) -> Option<Batch<Ack>> {
+        let mut pending = self.lock();
+        loop {
+            if let Some(batch) = pending.commits.next_batch() {
+                return Some(batch);
+            }
+            for waiter in pending.flush_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+            if pending.closed {
+                return None;
+            }
+            pending = self.sleep(pending, Awaited::AnyEvent, None);
+            if !linger.is_zero() && pending.flush_waiters.is_empty() {
+                pending = self.sleep(pending, Awaited::FullBatch, Some(linger));
+            }
+        }
+    }
+
+    fn sleep<'a>(
+        &self,
+        mut pending: MutexGuard<'a, Pending>,
+        until: Awaited,
+        at_most: Option<Duration>,
+    ) -> MutexGuard<'a, Pending> {
+        if pending.closed {
+            return pending;
+        }
+        pending.awaits = Some(until);
+        let asleep = |pending: &mut Pending| pending.awaits.is_some();
+        let mut pending = match at_most {
+            None => self.ready.wait_while(pending, asleep).unwrap_or_else(PoisonError::into_inner),
+            Some(at_most) => {
+                self.ready.wait_timeout_while(pending, at_most, asleep).unwrap_or_else(PoisonError::into_inner).0
+            }
+        };
+        pending.awaits = None;
+        pending
+    }
+
+    /// Records how the batch in flight ended; `undo` holds its voids if it failed.
+    fn settle(&self, undo: Option<Vec<JournalEvent>>) {
+        let mut pending = self.lock();
+        match undo {
+            None => pending.commits.succeeded(),
+            Some(undo) => pending.commits.failed(undo),
+        }
+    }
+}
+
+/// The writer's thread: appends batch after batch and tells every shard, and the projector, how each went.
+struct Committer {
+    queue: Arc<Queue>,
+    journal: Arc<dyn Journal>,
+    projector: ActorRef<ProjectorMsg>,
+    linger: Duration,
+}
+
+impl Committer {
+    fn run(self) {
+        while let Some(Batch { events, acks }) = self.queue.next_batch(self.linger) {
+            match self.journal.append(&events) {
+                Ok(positions) => {
+                    self.queue.settle(None);
+                    let appended = positions.len() as u64;
+                    let voids = positions.len() - acks.len();
+                    acknowledge(acks, positions.into_iter().skip(voids).map(Ok));
+                    let _ = self.projector.cast(ProjectorMsg::Committed { events: appended });
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, events = acks.len(), "journal append failed; reservations rolled back");
+                    self.queue.settle(Some(events.iter().map(JournalEvent::undo).collect()));
+                    acknowledge(acks, std::iter::repeat(Err(AppendFailed)));
+                }
+            }
+        }
     }
 }
 
@@ -318,5 +415,80 @@ mod tests {
         let mut commits = GroupCommit::new(2);
         assert!(!commits.push(event(), ()));
         assert!(commits.push(event(), ()));
+    }
+
+    fn ack(to: &Arc<Listener>) -> Ack {
+        Ack { to: Arc::clone(to) as Arc<dyn Recipient>, order_id: OrderId::generate() }
+    }
+
+    fn flush(queue: &Queue) -> ractor::concurrency::OneshotReceiver<()> {
+        let (reply, answer) = ractor::concurrency::oneshot();
+        queue.flush(reply.into());
+        answer
+    }
+
+    #[test]
+    fn the_committer_takes_what_piled_up_during_a_commit_at_once() {
+        let (queue, to) = (Queue::new(3), Arc::new(Listener::default()));
+        queue.push(event(), ack(&to));
+        let first = queue.next_batch(Duration::ZERO).unwrap();
+        assert_eq!(first.acks.len(), 1);
+        for _ in 0..4 {
+            queue.push(event(), ack(&to));
+        }
+        queue.settle(None);
+        assert_eq!(queue.next_batch(Duration::ZERO).unwrap().acks.len(), 3, "a full batch, without waiting");
+        queue.settle(None);
+        assert_eq!(queue.next_batch(Duration::ZERO).unwrap().acks.len(), 1);
+    }
+
+    #[test]
+    fn a_flush_is_answered_once_nothing_handed_in_is_left() {
+        let (queue, to) = (Queue::new(10), Arc::new(Listener::default()));
+        assert_eq!(flush(&queue).try_recv(), Ok(()), "an idle writer answers at once");
+
+        queue.push(event(), ack(&to));
+        let mut waiting = flush(&queue);
+        let batch = queue.next_batch(Duration::ZERO).unwrap();
+        assert!(waiting.try_recv().is_err(), "not while its event is in flight");
+        queue.settle(Some(batch.events.iter().map(JournalEvent::undo).collect()));
+        queue.close();
+        assert!(queue.next_batch(Duration::ZERO).is_none(), "owed voids alone are no batch");
+        assert_eq!(waiting.try_recv(), Ok(()));
+    }
+
+    #[test]
+    fn a_sleeping_committer_wakes_for_events_and_for_the_close() {
+        let (queue, to) = (Arc::new(Queue::new(10)), Arc::new(Listener::default()));
+        let committer = {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || {
+                let mut sizes = Vec::new();
+                while let Some(batch) = queue.next_batch(Duration::ZERO) {
+                    sizes.push(batch.acks.len());
+                    queue.settle(None);
+                }
+                sizes
+            })
+        };
+        queue.push(event(), ack(&to));
+        queue.close();
+        assert_eq!(
+            committer.join().unwrap().iter().sum::<usize>(),
+            1,
+            "what was handed in is appended before it stops"
+        );
+    }
+
+    #[test]
+    fn a_lingering_committer_sends_as_soon_as_the_batch_is_full() {
+        let (queue, to) = (Arc::new(Queue::new(2)), Arc::new(Listener::default()));
+        let committer = {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || queue.next_batch(Duration::from_secs(600)).map(|batch| batch.acks.len()))
+        };
+        queue.push(event(), ack(&to));
+        queue.push(event(), ack(&to));
+        assert_eq!(committer.join().unwrap(), Some(2));
     }
 }

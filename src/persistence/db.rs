@@ -172,19 +172,31 @@ impl Database {
         self.on_blocking_thread(self.write_turn.clone(), work).await
     }
 
+    /// Runs `work`, which writes, on the calling thread, in turn with other writers: for a thread of its own that
+    /// may block, such as the journal writer's, which then needs no hop to the blocking pool and back.
+    pub fn write_blocking<T>(&self, work: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>) -> Result<T, DbError> {
+        with_connection(&self.pool, self.write_turn.as_deref(), work)
+    }
+
     async fn on_blocking_thread<T, F>(&self, turn: Option<Arc<Mutex<()>>>, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            let _turn = turn.as_ref().map(|turn| lock(turn));
-            work(&mut conn)
-        })
-        .await?
+        tokio::task::spawn_blocking(move || with_connection(&pool, turn.as_deref(), work)).await?
     }
+}
+
+/// Runs `work` with a pooled connection, holding `turn` (if any) meanwhile.
+fn with_connection<T>(
+    pool: &Pool<Manager>,
+    turn: Option<&Mutex<()>>,
+    work: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let mut conn = pool.get()?;
+    let _turn = turn.map(lock);
+    work(&mut conn)
 }
 
 /// Locks `mutex`; a panic elsewhere while it was held leaves plain data behind, still fit to use.

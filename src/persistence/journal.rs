@@ -23,8 +23,9 @@ pub enum JournalError {
 
 #[async_trait]
 pub trait Journal: Send + Sync + 'static {
-    /// Makes `events` durable, all or none, and returns their positions in order.
-    async fn append(&self, events: Vec<JournalEvent>) -> Result<Vec<Position>, JournalError>;
+    /// Makes `events` durable, all or none, and returns their positions in order. Blocks until then: the journal
+    /// writer calls it from a thread of its own, which goes from one commit straight to the next under load.
+    fn append(&self, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError>;
 
     /// Up to `limit` events of one product after `after`, in order.
     async fn read_product(
@@ -107,47 +108,42 @@ impl From<DbError> for JournalError {
 
 #[async_trait]
 impl Journal for SqlJournal {
-    async fn append(&self, events: Vec<JournalEvent>) -> Result<Vec<Position>, JournalError> {
-        let next = Arc::clone(&self.next);
-        let appended = self
-            .db
-            .write(move |conn| {
-                let mut next = lock(&next);
-                let first = match *next {
-                    Some(first) => first,
-                    None => {
-                        let last: Option<i64> =
-                            journal::table.select(diesel::dsl::max(journal::position)).first(conn)?;
-                        last.unwrap_or(0) + 1
-                    }
-                };
-                *next = None;
-                let rows: Vec<NewEntry> = events
-                    .iter()
-                    .zip(first..)
-                    .map(|(event, position)| NewEntry {
-                        position,
-                        product_id: event.product_id().get(),
-                        payload: event.to_json(),
-                    })
-                    .collect();
-                let end = first + rows.len() as i64;
-                let committed = per_backend!(conn, conn => conn.transaction(|conn| {
-                    for chunk in rows.chunks(ROWS_PER_INSERT) {
-                        diesel::insert_into(journal::table).values(chunk).execute(conn)?;
-                    }
-                    diesel::QueryResult::Ok(())
-                }));
-                settle(committed, rows.len(), || {
-                    journal::table
-                        .filter(journal::position.ge(first).and(journal::position.lt(end)))
-                        .count()
-                        .get_result(conn)
-                })?;
-                *next = Some(end);
-                Ok((first..end).map(Position::new).collect())
-            })
-            .await?;
+    fn append(&self, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError> {
+        let appended = self.db.write_blocking(|conn| {
+            let mut next = lock(&self.next);
+            let first = match *next {
+                Some(first) => first,
+                None => {
+                    let last: Option<i64> = journal::table.select(diesel::dsl::max(journal::position)).first(conn)?;
+                    last.unwrap_or(0) + 1
+                }
+            };
+            *next = None;
+            let rows: Vec<NewEntry> = events
+                .iter()
+                .zip(first..)
+                .map(|(event, position)| NewEntry {
+                    position,
+                    product_id: event.product_id().get(),
+                    payload: event.to_json(),
+                })
+                .collect();
+            let end = first + rows.len() as i64;
+            let committed = per_backend!(conn, conn => conn.transaction(|conn| {
+                for chunk in rows.chunks(ROWS_PER_INSERT) {
+                    diesel::insert_into(journal::table).values(chunk).execute(conn)?;
+                }
+                diesel::QueryResult::Ok(())
+            }));
+            settle(committed, rows.len(), || {
+                journal::table
+                    .filter(journal::position.ge(first).and(journal::position.lt(end)))
+                    .count()
+                    .get_result(conn)
+            })?;
+            *next = Some(end);
+            Ok((first..end).map(Position::new).collect())
+        })?;
         Ok(appended)
     }
 

@@ -34,6 +34,8 @@ pub struct KafkaJournal {
     reader: Arc<Mutex<BaseConsumer>>,
     /// The projection's group member; dropped after a failed step so the next one resumes from committed offsets.
     projection: Mutex<Option<Arc<BaseConsumer>>>,
+    /// Where `append`, which blocks its caller's thread, waits for the broker's answers.
+    runtime: tokio::runtime::Handle,
 }
 
 impl From<KafkaError> for JournalError {
@@ -64,6 +66,7 @@ impl KafkaJournal {
             partitions,
             reader: Arc::new(Mutex::new(reader)),
             projection: Mutex::new(None),
+            runtime: tokio::runtime::Handle::current(),
             config,
         })
     }
@@ -117,15 +120,13 @@ impl KafkaJournal {
         // Leaving the group waits for the broker: not on an async worker.
         tokio::task::spawn_blocking(move || drop(member));
     }
-}
 
-#[async_trait]
-impl Journal for KafkaJournal {
-    async fn append(&self, events: Vec<JournalEvent>) -> Result<Vec<Position>, JournalError> {
+    /// Sends every record of a batch and waits for the broker's answers to all of them.
+    async fn produce(&self, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError> {
         let producer = self.producer();
         let mut deliveries = Vec::with_capacity(events.len());
         let mut refused = None;
-        for event in &events {
+        for event in events {
             let product = event.product_id();
             let (key, payload) = (product.get().to_string(), event.to_json());
             let record =
@@ -163,6 +164,13 @@ impl Journal for KafkaJournal {
                 Err(err)
             }
         }
+    }
+}
+
+#[async_trait]
+impl Journal for KafkaJournal {
+    fn append(&self, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError> {
+        self.runtime.block_on(self.produce(events))
     }
 
     async fn read_product(
