@@ -9,6 +9,7 @@
 //! at the head of the next batch: no later reservation is acknowledged before they are durable, and readers of
 //! the journal drop what they void.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::order_projector::ProjectorMsg;
 use crate::domain::{JournalEvent, OrderId, Position};
-use crate::persistence::Journal;
+use crate::persistence::{Journal, JournalError};
 
 /// The journal did not record the event; nothing of it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,7 +308,7 @@ struct Committer {
 impl Committer {
     fn run(self) {
         while let Some(Batch { events, acks }) = self.queue.next_batch(self.linger) {
-            match self.journal.append(&events) {
+            match append_guarded(self.journal.as_ref(), &events) {
                 Ok(positions) => {
                     self.queue.settle(None);
                     let appended = positions.len() as u64;
@@ -325,10 +326,18 @@ impl Committer {
     }
 }
 
+/// Appends `events`; a panic in the journal's code counts as a failed append, rolled back like any other, rather
+/// than ending the thread that every reservation waits on.
+fn append_guarded(journal: &dyn Journal, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| journal.append(events)))
+        .unwrap_or_else(|_| Err(JournalError::Unavailable("the journal append panicked".into())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OrderId, ProductId, Quantity, Reservation, Timestamp, UserId};
+    use crate::domain::{OrderId, ProductId, Quantity, Recorded, Reservation, Timestamp, UserId};
+    use crate::persistence::{Database, Projected};
 
     fn event() -> JournalEvent {
         JournalEvent::Reserved(Reservation {
@@ -490,5 +499,32 @@ mod tests {
         queue.push(event(), ack(&to));
         queue.push(event(), ack(&to));
         assert_eq!(committer.join().unwrap(), Some(2));
+    }
+
+    /// Panics on every append.
+    struct Panicking;
+
+    #[async_trait::async_trait]
+    impl Journal for Panicking {
+        fn append(&self, _: &[JournalEvent]) -> Result<Vec<Position>, JournalError> {
+            panic!("a bug in the journal")
+        }
+
+        async fn read_product(&self, _: ProductId, _: Position, _: usize) -> Result<Vec<Recorded>, JournalError> {
+            Ok(Vec::new())
+        }
+
+        async fn project_next(&self, _: &Database, _: usize) -> Result<Projected, JournalError> {
+            Ok(Projected::default())
+        }
+
+        async fn projection_lag(&self, _: &Database) -> Result<u64, JournalError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn a_panicking_append_is_a_failed_append() {
+        assert!(matches!(append_guarded(&Panicking, &[event()]), Err(JournalError::Unavailable(_))));
     }
 }
