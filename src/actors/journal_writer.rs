@@ -76,6 +76,11 @@ impl<A> GroupCommit<A> {
     /// Queues an event; true when a full batch is waiting and none is in flight.
     pub fn push(&mut self, event: JournalEvent, ack: A) -> bool {
         self.pending.push((event, ack));
+        self.is_full()
+    }
+
+    /// A full batch is waiting and none is in flight.
+    pub fn is_full(&self) -> bool {
         !self.in_flight && self.pending.len() >= self.max_batch
     }
 
@@ -189,6 +194,16 @@ struct Pending {
     closed: bool,
 }
 
+impl Pending {
+    fn has_come(&self, awaited: Awaited) -> bool {
+        self.closed
+            || match awaited {
+                Awaited::AnyEvent => !self.commits.is_idle(),
+                Awaited::FullBatch => self.commits.is_full() || !self.flush_waiters.is_empty(),
+            }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Awaited {
     /// Idle: the first event wakes it.
@@ -211,15 +226,8 @@ impl Queue {
 
     fn push(&self, event: JournalEvent, ack: Ack) {
         let mut pending = self.lock();
-        let full = pending.commits.push(event, ack);
-        let wakes = match pending.awaits {
-            Some(Awaited::AnyEvent) => true,
-            Some(Awaited::FullBatch) => full,
-            None => false,
-        };
-        if wakes {
-            self.wake(&mut pending);
-        }
+        pending.commits.push(event, ack);
+        self.wake_if_due(&mut pending);
     }
 
     fn flush(&self, reply: RpcReplyPort<()>) {
@@ -228,18 +236,20 @@ impl Queue {
             let _ = reply.send(());
         } else {
             pending.flush_waiters.push(reply);
-            self.wake(&mut pending);
+            self.wake_if_due(&mut pending);
         }
     }
 
     fn close(&self) {
         let mut pending = self.lock();
         pending.closed = true;
-        self.wake(&mut pending);
+        self.wake_if_due(&mut pending);
     }
 
-    fn wake(&self, pending: &mut Pending) {
-        if pending.awaits.take().is_some() {
+    /// Wakes the committer if what it sleeps until has come, once: what has come stays until it runs.
+    fn wake_if_due(&self, pending: &mut Pending) {
+        if pending.awaits.is_some_and(|until| pending.has_come(until)) {
+            pending.awaits = None;
             self.ready.notify_one();
         }
     }
@@ -260,7 +270,7 @@ impl Queue {
                 return None;
             }
             pending = self.sleep(pending, Awaited::AnyEvent, None);
-            if !linger.is_zero() && pending.flush_waiters.is_empty() {
+            if !linger.is_zero() {
                 pending = self.sleep(pending, Awaited::FullBatch, Some(linger));
             }
         }
@@ -272,11 +282,8 @@ impl Queue {
         until: Awaited,
         at_most: Option<Duration>,
     ) -> MutexGuard<'a, Pending> {
-        if pending.closed {
-            return pending;
-        }
         pending.awaits = Some(until);
-        let asleep = |pending: &mut Pending| pending.awaits.is_some();
+        let asleep = |pending: &mut Pending| !pending.has_come(until);
         let mut pending = match at_most {
             None => self.ready.wait_while(pending, asleep).unwrap_or_else(PoisonError::into_inner),
             Some(at_most) => {
@@ -491,14 +498,22 @@ mod tests {
 
     #[test]
     fn a_lingering_committer_sends_as_soon_as_the_batch_is_full() {
-        let (queue, to) = (Arc::new(Queue::new(2)), Arc::new(Listener::default()));
-        let committer = {
-            let queue = Arc::clone(&queue);
-            std::thread::spawn(move || queue.next_batch(Duration::from_secs(600)).map(|batch| batch.acks.len()))
-        };
-        queue.push(event(), ack(&to));
-        queue.push(event(), ack(&to));
-        assert_eq!(committer.join().unwrap(), Some(2));
+        // The committer sleeps, the first event wakes it, and the second usually comes before it starts to linger:
+        // either way the batch goes at once. A committer that missed it would sit out the whole ten-minute linger.
+        for _ in 0..200 {
+            let (queue, to) = (Arc::new(Queue::new(2)), Arc::new(Listener::default()));
+            let (sent, batch) = std::sync::mpsc::channel();
+            std::thread::spawn({
+                let queue = Arc::clone(&queue);
+                move || sent.send(queue.next_batch(Duration::from_secs(600)).map(|batch| batch.acks.len()))
+            });
+            while queue.lock().awaits != Some(Awaited::AnyEvent) {
+                std::thread::yield_now();
+            }
+            queue.push(event(), ack(&to));
+            queue.push(event(), ack(&to));
+            assert_eq!(batch.recv_timeout(Duration::from_secs(60)), Ok(Some(2)));
+        }
     }
 
     /// Panics on every append.
