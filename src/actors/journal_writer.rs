@@ -73,10 +73,8 @@ impl<A> GroupCommit<A> {
         Self { pending: Vec::new(), owed: Vec::new(), in_flight: false, max_batch: max_batch.max(1) }
     }
 
-    /// Queues an event; true when a full batch is waiting and none is in flight.
-    pub fn push(&mut self, event: JournalEvent, ack: A) -> bool {
+    pub fn push(&mut self, event: JournalEvent, ack: A) {
         self.pending.push((event, ack));
-        self.is_full()
     }
 
     /// A full batch is waiting and none is in flight.
@@ -361,10 +359,12 @@ mod tests {
     #[test]
     fn one_batch_in_flight_and_the_next_fills_meanwhile() {
         let mut commits = GroupCommit::new(3);
-        assert!(!commits.push(event(), 1));
+        commits.push(event(), 1);
+        assert!(!commits.is_full());
         assert_eq!(commits.next_batch().map(|b| b.events.len()), Some(1));
         for ack in 2..=5 {
-            assert!(!commits.push(event(), ack), "nothing is sent while a batch is in flight");
+            commits.push(event(), ack);
+            assert!(!commits.is_full(), "nothing is sent while a batch is in flight");
         }
         assert!(commits.next_batch().is_none());
         commits.succeeded();
@@ -429,8 +429,10 @@ mod tests {
     #[test]
     fn a_full_batch_asks_to_be_sent() {
         let mut commits = GroupCommit::new(2);
-        assert!(!commits.push(event(), ()));
-        assert!(commits.push(event(), ()));
+        commits.push(event(), ());
+        assert!(!commits.is_full());
+        commits.push(event(), ());
+        assert!(commits.is_full());
     }
 
     fn ack(to: &Arc<Listener>) -> Ack {
