@@ -109,7 +109,7 @@ impl From<DbError> for JournalError {
 #[async_trait]
 impl Journal for SqlJournal {
     fn append(&self, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError> {
-        let appended = self.db.write_blocking(|conn| {
+        Ok(self.db.write_blocking(|conn| {
             let mut next = lock(&self.next);
             let first = match *next {
                 Some(first) => first,
@@ -143,8 +143,7 @@ impl Journal for SqlJournal {
             })?;
             *next = Some(end);
             Ok((first..end).map(Position::new).collect())
-        })?;
-        Ok(appended)
+        })?)
     }
 
     async fn read_product(
