@@ -83,15 +83,10 @@ pub struct SqlJournal {
     projected: Arc<Mutex<Option<Position>>>,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = journal)]
-struct NewEntry {
-    position: i64,
-    product_id: i64,
-    payload: String,
-}
-
-/// Rows per INSERT statement: three parameters each keeps a statement far below SQLite's parameter limit.
+/// Rows per INSERT statement: three parameters each keeps a statement far below SQLite's parameter limit. A batch
+/// goes in as one multi-row statement on either backend: its values are plain column assignments, which diesel
+/// also writes as one statement for SQLite (a derived `Insertable` would make it insert row by row, each through
+/// the statement cache).
 const ROWS_PER_INSERT: usize = 1_000;
 
 impl SqlJournal {
@@ -119,13 +114,15 @@ impl Journal for SqlJournal {
                 }
             };
             *next = None;
-            let rows: Vec<NewEntry> = events
+            let rows: Vec<_> = events
                 .iter()
                 .zip(first..)
-                .map(|(event, position)| NewEntry {
-                    position,
-                    product_id: event.product_id().get(),
-                    payload: event.to_json(),
+                .map(|(event, position)| {
+                    (
+                        journal::position.eq(position),
+                        journal::product_id.eq(event.product_id().get()),
+                        journal::payload.eq(event.to_json()),
+                    )
                 })
                 .collect();
             let end = first + rows.len() as i64;
