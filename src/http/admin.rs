@@ -1,6 +1,8 @@
 //! What an admin runs a sale with: create it, watch every unit's whereabouts live, audit its orders, prepare load
 //! test accounts, and see whether the order projection has caught up.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -30,7 +32,7 @@ pub struct NewProduct {
     ends_at: Option<Timestamp>,
 }
 
-pub async fn create_product(state: AppState, _: Caller, body: NewProduct) -> Result<Response, Problem> {
+pub async fn create_product(state: Arc<AppState>, _: Caller, body: NewProduct) -> Result<Response, Problem> {
     let starts_at = body.starts_at.unwrap_or_else(Timestamp::now);
     let ends_at = body.ends_at.unwrap_or_else(|| starts_at.plus(DEFAULT_SALE_LENGTH));
     let draft = ProductDraft {
@@ -45,17 +47,17 @@ pub async fn create_product(state: AppState, _: Caller, body: NewProduct) -> Res
     Ok(warp::reply::with_status(warp::reply::json(&product), StatusCode::CREATED).into_response())
 }
 
-pub async fn inspect(state: AppState, id: String, _: Caller) -> Result<Response, Problem> {
+pub async fn inspect(state: Arc<AppState>, id: String, _: Caller) -> Result<Response, Problem> {
     let id: ProductId = segment(&id)?;
     Ok(warp::reply::json(&state.engine.inspect(id).await?).into_response())
 }
 
-pub async fn product_orders(state: AppState, id: String, _: Caller) -> Result<Response, Problem> {
+pub async fn product_orders(state: Arc<AppState>, id: String, _: Caller) -> Result<Response, Problem> {
     let id: ProductId = segment(&id)?;
     Ok(warp::reply::json(&state.engine.orders_of_product(id).await?).into_response())
 }
 
-pub async fn projector(state: AppState, _: Caller) -> Result<Response, Problem> {
+pub async fn projector(state: Arc<AppState>, _: Caller) -> Result<Response, Problem> {
     let status = state.engine.projector_status().await?;
     let lag = state.engine.projection_lag().await?;
     let body = serde_json::json!({
@@ -76,7 +78,7 @@ pub struct BulkAccounts {
 
 /// Accounts `{prefix}-1` … `{prefix}-{count}` that cannot log in, each with a token: load tests use them so that
 /// they measure purchases, not argon2.
-pub async fn bulk_accounts(state: AppState, _: Caller, body: BulkAccounts) -> Result<Response, Problem> {
+pub async fn bulk_accounts(state: Arc<AppState>, _: Caller, body: BulkAccounts) -> Result<Response, Problem> {
     if !(1..=MAX_BULK_ACCOUNTS).contains(&body.count) {
         return Err(Problem::invalid(format!("count must be from 1 to {MAX_BULK_ACCOUNTS}")).with("field", "count"));
     }

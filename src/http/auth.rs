@@ -103,7 +103,7 @@ pub struct Credentials {
     password: PlainPassword,
 }
 
-pub async fn register(state: AppState, credentials: Credentials) -> Result<Response, Problem> {
+pub async fn register(state: Arc<AppState>, credentials: Credentials) -> Result<Response, Problem> {
     let Credentials { username, password } = credentials;
     let hash =
         tokio::task::spawn_blocking(move || PasswordHash::of(&password)).await.map_err(|err| Problem::backend(&err))?;
@@ -119,7 +119,7 @@ pub async fn register(state: AppState, credentials: Credentials) -> Result<Respo
     }
 }
 
-pub async fn login(state: AppState, credentials: Credentials) -> Result<Response, Problem> {
+pub async fn login(state: Arc<AppState>, credentials: Credentials) -> Result<Response, Problem> {
     let Credentials { username, password } = credentials;
     let account = state.db.account(username).await.map_err(|err| Problem::backend(&err))?;
     let (stored, identity) = match account {

@@ -37,8 +37,10 @@ pub struct AppState {
     pub decoy_hash: Arc<PasswordHash>,
 }
 
-/// Every route of the service.
+/// Every route of the service. Handlers share one `AppState` behind an `Arc`: cloning it for each request is one
+/// reference count, not one per field (each touched by every request on every core).
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let state = Arc::new(state);
     let api = warp::path("api").and(warp::path("v1"));
     let ops = ops_routes(state.clone());
     let auth = api.and(warp::path("auth")).and(auth_routes(state.clone()));
@@ -58,20 +60,20 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-fn ops_routes(state: AppState) -> BoxedFilter<(Response,)> {
+fn ops_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let healthz = warp::path!("healthz").and(warp::get()).then(ops::healthz).map(respond);
     let readyz = warp::path!("readyz").and(warp::get()).and(with(state)).then(ops::readyz).map(respond);
     healthz.or(readyz).unify().boxed()
 }
 
-fn auth_routes(state: AppState) -> BoxedFilter<(Response,)> {
+fn auth_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let register =
         warp::path!("register").and(warp::post()).and(with(state.clone())).and(body(&state)).then(auth::register);
     let login = warp::path!("login").and(warp::post()).and(with(state.clone())).and(body(&state)).then(auth::login);
     register.map(respond).or(login.map(respond)).unify().boxed()
 }
 
-fn product_routes(state: AppState) -> BoxedFilter<(Response,)> {
+fn product_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let caller = auth::caller(Arc::clone(&state.tokens));
     let list = warp::path::end().and(warp::get()).and(with(state.clone())).then(sales::list).map(respond);
     let show = warp::path!(String)
@@ -91,7 +93,7 @@ fn product_routes(state: AppState) -> BoxedFilter<(Response,)> {
     list.or(show).unify().or(purchase).unify().boxed()
 }
 
-fn order_routes(state: AppState) -> BoxedFilter<(Response,)> {
+fn order_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let caller = auth::caller(Arc::clone(&state.tokens));
     let mine = warp::path::end().and(warp::get()).and(with(state.clone())).and(caller.clone()).then(orders::mine);
     let one = warp::path!(String)
@@ -102,7 +104,7 @@ fn order_routes(state: AppState) -> BoxedFilter<(Response,)> {
     mine.map(respond).or(one.map(respond)).unify().boxed()
 }
 
-fn admin_routes(state: AppState) -> BoxedFilter<(Response,)> {
+fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let admin = auth::admin(Arc::clone(&state.tokens));
     let create = warp::path!("products")
         .and(warp::post())
@@ -152,8 +154,8 @@ pub async fn serve(
     warp::serve(routes).incoming(listener).graceful(shutdown).run().await;
 }
 
-fn with(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
-    warp::any().map(move || state.clone())
+fn with(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+    warp::any().map(move || Arc::clone(&state))
 }
 
 /// A JSON body of at most the configured size, parsed into `T` (400 with the reason otherwise).

@@ -1,5 +1,7 @@
 //! Liveness and readiness for orchestrators and load balancers.
 
+use std::sync::Arc;
+
 use warp::reply::Response;
 use warp::Reply;
 
@@ -13,7 +15,7 @@ pub async fn healthz() -> Result<Response, Problem> {
 
 /// The actors run and the database answers: send traffic here. The snapshot store's state is reported but does not
 /// decide readiness, since sales go on without it.
-pub async fn readyz(state: AppState) -> Result<Response, Problem> {
+pub async fn readyz(state: Arc<AppState>) -> Result<Response, Problem> {
     let snapshots = state.engine.snapshot_health().await;
     if state.engine.is_ready().await {
         Ok(warp::reply::json(&serde_json::json!({ "status": "ready", "snapshots": snapshots })).into_response())

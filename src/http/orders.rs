@@ -1,5 +1,7 @@
 //! A buyer's orders: from the `orders` table, or from the shards while the projector has yet to write them.
 
+use std::sync::Arc;
+
 use warp::reply::Response;
 use warp::Reply;
 
@@ -9,13 +11,13 @@ use super::problem::Problem;
 use super::AppState;
 use crate::domain::{OrderId, Role};
 
-pub async fn mine(state: AppState, caller: Caller) -> Result<Response, Problem> {
+pub async fn mine(state: Arc<AppState>, caller: Caller) -> Result<Response, Problem> {
     let orders = state.engine.orders_of_user(caller.user).await?;
     Ok(warp::reply::json(&orders).into_response())
 }
 
 /// One order; someone else's order is as invisible as one that does not exist.
-pub async fn one(state: AppState, id: String, caller: Caller) -> Result<Response, Problem> {
+pub async fn one(state: Arc<AppState>, id: String, caller: Caller) -> Result<Response, Problem> {
     let id: OrderId = segment(&id)?;
     let order = state
         .engine

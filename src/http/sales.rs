@@ -1,6 +1,8 @@
 //! The public side of a sale: product listings with live stock, and the purchase endpoint — the hot path, which
 //! parses, asks the buyer's shard and maps the answer, nothing more.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
@@ -27,11 +29,11 @@ struct Reserved {
     pay_before: Timestamp,
 }
 
-pub async fn list(state: AppState) -> Result<Response, Problem> {
+pub async fn list(state: Arc<AppState>) -> Result<Response, Problem> {
     Ok(warp::reply::json(&state.engine.products()).into_response())
 }
 
-pub async fn show(state: AppState, id: String) -> Result<Response, Problem> {
+pub async fn show(state: Arc<AppState>, id: String) -> Result<Response, Problem> {
     let id: ProductId = segment(&id)?;
     let product = state.engine.product(id).ok_or_else(|| Problem::not_found("no such product"))?;
     Ok(warp::reply::json(&product).into_response())
@@ -39,7 +41,7 @@ pub async fn show(state: AppState, id: String) -> Result<Response, Problem> {
 
 /// `POST /api/v1/products/{id}/purchase`. An empty body buys one unit.
 pub async fn purchase(
-    state: AppState,
+    state: Arc<AppState>,
     id: String,
     caller: Caller,
     key: Option<String>,
