@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use super::jwt::Hs256;
 use super::problem::Problem;
 use super::AppState;
 use crate::domain::{PasswordHash, PlainPassword, Role, Timestamp, UserId, Username};
@@ -31,11 +31,12 @@ struct Claims {
 
 /// Signs and checks tokens.
 pub struct Tokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    jwt: Hs256,
     ttl: Duration,
 }
+
+/// How far past its expiry a token is still taken, for clocks that disagree a little.
+const LEEWAY_SECS: i64 = 5;
 
 /// A signed token and how long it lives.
 #[derive(Debug, Serialize)]
@@ -47,26 +48,21 @@ pub struct IssuedToken {
 
 impl Tokens {
     pub fn new(secret: &str, ttl: Duration) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        Self {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
-            validation,
-            ttl,
-        }
+        Self { jwt: Hs256::new(secret.as_bytes()), ttl }
     }
 
     pub fn issue(&self, user: UserId, role: Role) -> Result<IssuedToken, Problem> {
         let now = Timestamp::now().millis() / 1000;
         let claims = Claims { sub: user.to_string(), role, iat: now, exp: now + self.ttl.as_secs() as i64 };
-        let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|err| Problem::backend(&err))?;
+        let access_token = self.jwt.sign(&claims).map_err(|err| Problem::backend(&err))?;
         Ok(IssuedToken { access_token, token_type: "Bearer", expires_in: self.ttl.as_secs() })
     }
 
     fn verify(&self, token: &str) -> Option<Caller> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?.claims;
+        let claims: Claims = self.jwt.verify(token).ok()?;
+        if claims.exp + LEEWAY_SECS < Timestamp::now().millis() / 1000 {
+            return None;
+        }
         Some(Caller { user: claims.sub.parse().ok()?, role: claims.role })
     }
 }
@@ -133,5 +129,37 @@ pub async fn login(state: Arc<AppState>, credentials: Credentials) -> Result<Res
     match identity {
         Some((user, role)) if matches => Ok(warp::reply::json(&state.tokens.issue(user, role)?).into_response()),
         _ => Err(Problem::unauthorized("invalid username or password")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new("a-test-secret-of-at-least-thirty-two-bytes", Duration::from_secs(60))
+    }
+
+    fn token_expiring_at(tokens: &Tokens, exp: i64) -> String {
+        tokens.jwt.sign(&Claims { sub: "7".into(), role: Role::Customer, iat: exp - 60, exp }).unwrap()
+    }
+
+    #[test]
+    fn an_issued_token_names_its_caller() {
+        let tokens = tokens();
+        let issued = tokens.issue(UserId::try_from(7).unwrap(), Role::Admin).unwrap();
+        let caller = tokens.verify(&issued.access_token).unwrap();
+        assert_eq!((caller.user, caller.role), (UserId::try_from(7).unwrap(), Role::Admin));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_past_the_leeway() {
+        let tokens = tokens();
+        let now = Timestamp::now().millis() / 1000;
+        assert!(tokens.verify(&token_expiring_at(&tokens, now - 1)).is_some(), "within the leeway");
+        assert!(tokens.verify(&token_expiring_at(&tokens, now - LEEWAY_SECS - 2)).is_none());
+        assert!(tokens
+            .verify(&tokens.issue(UserId::try_from(7).unwrap(), Role::Customer).unwrap().access_token)
+            .is_some());
     }
 }

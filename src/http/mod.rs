@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod extract;
+mod jwt;
 mod ops;
 mod orders;
 mod problem;
