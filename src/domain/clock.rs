@@ -26,6 +26,11 @@ impl Timestamp {
         self.0
     }
 
+    /// Whole seconds since the Unix epoch, as JWT claims count time.
+    pub fn unix_secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
     pub fn plus(self, duration: Duration) -> Self {
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         Self(self.0.saturating_add(millis))

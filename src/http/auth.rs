@@ -52,7 +52,7 @@ impl Tokens {
     }
 
     pub fn issue(&self, user: UserId, role: Role) -> Result<IssuedToken, Problem> {
-        let now = Timestamp::now().millis() / 1000;
+        let now = Timestamp::now().unix_secs();
         let claims = Claims { sub: user.to_string(), role, iat: now, exp: now + self.ttl.as_secs() as i64 };
         let access_token = self.jwt.sign(&claims).map_err(|err| Problem::backend(&err))?;
         Ok(IssuedToken { access_token, token_type: "Bearer", expires_in: self.ttl.as_secs() })
@@ -60,7 +60,7 @@ impl Tokens {
 
     fn verify(&self, token: &str) -> Option<Caller> {
         let claims: Claims = self.jwt.verify(token).ok()?;
-        if claims.exp + LEEWAY_SECS < Timestamp::now().millis() / 1000 {
+        if claims.exp + LEEWAY_SECS < Timestamp::now().unix_secs() {
             return None;
         }
         Some(Caller { user: claims.sub.parse().ok()?, role: claims.role })
@@ -155,7 +155,7 @@ mod tests {
     #[test]
     fn an_expired_token_is_refused_past_the_leeway() {
         let tokens = tokens();
-        let now = Timestamp::now().millis() / 1000;
+        let now = Timestamp::now().unix_secs();
         assert!(tokens.verify(&token_expiring_at(&tokens, now - 1)).is_some(), "within the leeway");
         assert!(tokens.verify(&token_expiring_at(&tokens, now - LEEWAY_SECS - 2)).is_none());
         assert!(tokens
