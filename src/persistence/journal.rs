@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel::query_builder::InsertStatement;
+use diesel::query_dsl::methods::ExecuteDsl;
 use diesel::QueryResult;
 
 use super::db::{lock, per_backend, Database, DbError};
@@ -83,11 +85,48 @@ pub struct SqlJournal {
     projected: Arc<Mutex<Option<Position>>>,
 }
 
-/// Rows per INSERT statement: three parameters each keeps a statement far below SQLite's parameter limit. A batch
-/// goes in as one multi-row statement on either backend: its values are plain column assignments, which diesel
-/// also writes as one statement for SQLite (a derived `Insertable` would make it insert row by row, each through
-/// the statement cache).
-const ROWS_PER_INSERT: usize = 1_000;
+/// A journal row as it is inserted.
+type Row = (
+    diesel::dsl::Eq<journal::position, i64>,
+    diesel::dsl::Eq<journal::product_id, i64>,
+    diesel::dsl::Eq<journal::payload, String>,
+);
+
+/// Inserts `rows` as statements of a few fixed shapes (64, 8 and 1 rows), largest first. A statement's shape is
+/// its SQL, so each is parsed once and then served from the connection's statement cache; a statement sized to the
+/// whole batch would be new SQL nearly every time, and SQLite would parse a thousand-row INSERT per commit.
+fn insert_rows<'a, C: Connection>(conn: &mut C, rows: &'a [Row]) -> QueryResult<()>
+where
+    Shaped<64>: Insert<'a, C>,
+    Shaped<8>: Insert<'a, C>,
+    Shaped<1>: Insert<'a, C>,
+{
+    let rest = Shaped::<64>::insert(conn, rows)?;
+    let rest = Shaped::<8>::insert(conn, rest)?;
+    Shaped::<1>::insert(conn, rest).map(drop)
+}
+
+/// Statements of `N` journal rows.
+struct Shaped<const N: usize>;
+
+trait Insert<'a, C> {
+    /// Inserts the longest prefix of `rows` that splits into statements of this shape; returns what is left.
+    fn insert(conn: &mut C, rows: &'a [Row]) -> QueryResult<&'a [Row]>;
+}
+
+impl<'a, C: Connection, const N: usize> Insert<'a, C> for Shaped<N>
+where
+    InsertStatement<journal::table, <&'a [Row; N] as Insertable<journal::table>>::Values>: ExecuteDsl<C>,
+{
+    fn insert(conn: &mut C, rows: &'a [Row]) -> QueryResult<&'a [Row]> {
+        let mut chunks = rows.chunks_exact(N);
+        for chunk in &mut chunks {
+            let chunk: &[Row; N] = chunk.try_into().expect("chunks_exact yields chunks of N");
+            diesel::insert_into(journal::table).values(chunk).execute(conn)?;
+        }
+        Ok(chunks.remainder())
+    }
+}
 
 impl SqlJournal {
     pub fn new(db: Database) -> Self {
@@ -126,12 +165,7 @@ impl Journal for SqlJournal {
                 })
                 .collect();
             let end = first + rows.len() as i64;
-            let committed = per_backend!(conn, conn => conn.transaction(|conn| {
-                for chunk in rows.chunks(ROWS_PER_INSERT) {
-                    diesel::insert_into(journal::table).values(chunk).execute(conn)?;
-                }
-                diesel::QueryResult::Ok(())
-            }));
+            let committed = per_backend!(conn, conn => conn.transaction(|conn| insert_rows(conn, &rows)));
             settle(committed, rows.len(), || {
                 journal::table
                     .filter(journal::position.ge(first).and(journal::position.lt(end)))
@@ -243,6 +277,43 @@ mod tests {
     use diesel::result::Error as DieselError;
 
     use super::*;
+    use crate::domain::{OrderId, Quantity, Reservation, Timestamp, UserId};
+
+    fn reservation(product: ProductId, user: i64) -> JournalEvent {
+        JournalEvent::Reserved(Reservation {
+            order_id: OrderId::generate(),
+            product_id: product,
+            user_id: UserId::try_from(user + 1).unwrap(),
+            quantity: Quantity::try_from(1).unwrap(),
+            idempotency_key: None,
+            reserved_at: Timestamp::from_millis(user),
+            pay_before: Timestamp::from_millis(user + 1),
+        })
+    }
+
+    #[tokio::test]
+    async fn batches_of_every_size_land_whole_in_order_and_read_back_per_product() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            Database::connect(&format!("sqlite://{}", dir.path().join("j.db").display()), 2, Duration::from_secs(5))
+                .unwrap();
+        db.migrate().unwrap();
+        let journal = SqlJournal::new(db);
+        let (ours, theirs) = (ProductId::try_from(1).unwrap(), ProductId::try_from(2).unwrap());
+        let (mut appended, mut ours_expected) = (0, Vec::new());
+        for size in [1, 7, 8, 9, 63, 64, 65, 72, 137] {
+            let events: Vec<_> =
+                (0..size).map(|i| reservation(if i % 3 == 0 { theirs } else { ours }, appended + i)).collect();
+            let positions = journal.append(&events).unwrap();
+            let expected: Vec<_> = (appended + 1..=appended + size).map(Position::new).collect();
+            assert_eq!(positions, expected, "a batch of {size} takes the next positions, in order");
+            appended += size;
+            ours_expected.extend(positions.into_iter().zip(events).filter(|(_, event)| event.product_id() == ours));
+        }
+        let read = journal.read_product(ours, Position::new(0), 10_000).await.unwrap();
+        let read: Vec<_> = read.into_iter().map(|recorded| (recorded.position, recorded.event)).collect();
+        assert_eq!(read, ours_expected);
+    }
 
     #[test]
     fn a_failed_commit_counts_only_if_every_row_landed() {
