@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::actors::EngineSettings;
+use crate::actors::{EngineSettings, SnapshotPolicy};
 use crate::domain::ShardCount;
 use crate::persistence::KafkaConfig;
 
@@ -86,6 +86,7 @@ impl KafkaSettings {
 pub struct SnapshotSettings {
     pub every_units: u64,
     pub every_secs: u64,
+    pub busy_max_units: u64,
     pub store: SnapshotBackend,
     pub redis_url: Secret,
     pub redis_prefix: String,
@@ -218,8 +219,11 @@ impl Settings {
             purchase_timeout: Duration::from_millis(self.sale.purchase_timeout_ms),
             journal_max_batch: self.journal.max_batch,
             journal_linger: Duration::from_millis(self.journal.linger_ms),
-            snapshot_every_units: self.snapshots.every_units,
-            snapshot_every: Duration::from_secs(self.snapshots.every_secs),
+            snapshots: SnapshotPolicy {
+                every_units: self.snapshots.every_units,
+                every: Duration::from_secs(self.snapshots.every_secs),
+                busy_max_units: self.snapshots.busy_max_units,
+            },
             projector_batch: self.projector.batch,
             projector_poll: Duration::from_millis(self.projector.poll_ms),
             projector_quiet: Duration::from_millis(self.projector.quiet_ms),

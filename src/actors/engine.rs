@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::catalog::{Catalog, ProductHandle};
 use super::journal_writer::{JournalWriter, WriterArgs, WriterMsg};
 use super::order_projector::{OrderProjector, ProjectorArgs, ProjectorMsg, ProjectorStatus};
+use super::product::snapshot_clock::SnapshotPolicy;
 use super::product::{Inspection, ProductDeps, ProductMsg};
 use super::product_supervisor::{ProductSupervisor, SupervisorArgs, SupervisorMsg};
 use super::stock_shard::book::{PurchaseRequest, Receipt, Refusal, ShardCounts};
@@ -30,8 +31,7 @@ pub struct EngineSettings {
     pub purchase_timeout: Duration,
     pub journal_max_batch: usize,
     pub journal_linger: Duration,
-    pub snapshot_every_units: u64,
-    pub snapshot_every: Duration,
+    pub snapshots: SnapshotPolicy,
     pub projector_batch: usize,
     pub projector_poll: Duration,
     pub projector_quiet: Duration,
@@ -157,8 +157,7 @@ impl Engine {
             writer: writer.clone(),
             catalog: Arc::new(Catalog::default()),
             pay_within: settings.pay_within,
-            snapshot_every_units: settings.snapshot_every_units,
-            snapshot_every: settings.snapshot_every,
+            snapshot_policy: settings.snapshots,
             snapshot_failures: AtomicU64::new(0),
         });
         let supervisor_args = SupervisorArgs {
@@ -430,8 +429,7 @@ mod tests {
             purchase_timeout: Duration::from_secs(5),
             journal_max_batch: 64,
             journal_linger: Duration::ZERO,
-            snapshot_every_units: 1_000,
-            snapshot_every: Duration::from_secs(60),
+            snapshots: SnapshotPolicy { every_units: 1_000, every: Duration::from_secs(60), busy_max_units: 10_000 },
             projector_batch: 100,
             projector_poll: Duration::from_millis(50),
             projector_quiet: Duration::from_millis(20),

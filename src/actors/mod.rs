@@ -16,5 +16,6 @@ mod stock_properties;
 
 pub use engine::{AdminView, Engine, EngineError, EngineSettings, ProductSummary, PurchaseError, SnapshotHealth};
 pub use order_projector::ProjectorStatus;
+pub use product::snapshot_clock::SnapshotPolicy;
 pub use stock_shard::book::{Receipt, ShardCounts};
 pub use supervision::Backoff;

@@ -167,8 +167,13 @@ impl Scratch {
     pub fn settings(&self) -> Settings {
         let mut overrides = self.overrides();
         overrides.extend(
-            [("server.listen", "127.0.0.1:0"), ("snapshots.every_units", "50"), ("projector.poll_ms", "50")]
-                .map(|(key, value)| (key.to_owned(), value.to_owned())),
+            [
+                ("server.listen", "127.0.0.1:0"),
+                ("snapshots.every_units", "50"),
+                ("snapshots.busy_max_units", "200"),
+                ("projector.poll_ms", "50"),
+            ]
+            .map(|(key, value)| (key.to_owned(), value.to_owned())),
         );
         Settings::load_with(None, &overrides).expect("test settings")
     }

@@ -5,6 +5,7 @@
 //! never wait on each other. A shard's failure fails the product, whose supervisor restarts it from the journal.
 
 pub mod pool;
+pub mod snapshot_clock;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use serde::Serialize;
 
 use self::pool::{Pool, Refill};
+use self::snapshot_clock::{SnapshotClock, SnapshotPolicy};
 use super::catalog::{Catalog, Gauges, ProductHandle};
 use super::journal_writer::WriterMsg;
 use super::stock_shard::book::{ShardBook, ShardCounts};
@@ -32,8 +34,7 @@ pub struct ProductDeps {
     pub writer: ActorRef<WriterMsg>,
     pub catalog: Arc<Catalog>,
     pub pay_within: Duration,
-    pub snapshot_every_units: u64,
-    pub snapshot_every: Duration,
+    pub snapshot_policy: SnapshotPolicy,
     /// Snapshots that could not be saved, across all products, since start.
     pub snapshot_failures: AtomicU64,
 }
@@ -52,14 +53,6 @@ pub struct ProductState {
     shards: Vec<ActorRef<ShardMsg>>,
     gauges: Arc<Gauges>,
     snapshot: SnapshotClock,
-}
-
-/// When the last snapshot was taken, and how much had been taken then.
-struct SnapshotClock {
-    at: Instant,
-    taken: u64,
-    position: i64,
-    saving: bool,
 }
 
 /// A product's stock as its actors see it at one instant.
@@ -144,7 +137,7 @@ impl Actor for ProductActor {
             pool,
             shards,
             gauges,
-            snapshot: SnapshotClock { at: Instant::now(), taken, position: recovered.position.get(), saving: false },
+            snapshot: SnapshotClock::new(taken, recovered.position.get(), Instant::now()),
         })
     }
 
@@ -181,33 +174,23 @@ impl Actor for ProductActor {
                     pool: state.pool.units(),
                     shards,
                     sold_out: state.pool.is_sold_out(),
-                    snapshot_position: state.snapshot.position,
-                    snapshot_age_seconds: state.snapshot.at.elapsed().as_secs_f64(),
+                    snapshot_position: state.snapshot.position(),
+                    snapshot_age_seconds: state.snapshot.age(Instant::now()).as_secs_f64(),
                 });
             }
             ProductMsg::Tick => {
-                let taken = state.gauges.taken();
-                let changed = taken != state.snapshot.taken;
-                let due = taken.abs_diff(state.snapshot.taken) >= state.deps.snapshot_every_units
-                    || (changed && state.snapshot.at.elapsed() >= state.deps.snapshot_every);
-                if due && !state.snapshot.saving {
+                if state.snapshot.tick(state.gauges.taken(), Instant::now(), &state.deps.snapshot_policy) {
                     state.take_snapshot(&myself, None).await?;
                 }
             }
             ProductMsg::SnapshotNow(reply) => state.take_snapshot(&myself, reply).await?,
             ProductMsg::SnapshotSaved { result, taken, position, reply } => {
-                state.snapshot.saving = false;
-                let outcome = match result {
-                    Ok(()) => {
-                        state.snapshot = SnapshotClock { at: Instant::now(), taken, position, saving: false };
-                        Ok(())
-                    }
-                    Err(err) => {
-                        state.deps.snapshot_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(product = %state.product.id, error = %err, "snapshot not saved; will retry");
-                        Err(err.to_string())
-                    }
-                };
+                state.snapshot.saved(result.is_ok().then_some((taken, position)), Instant::now());
+                let outcome = result.map_err(|err| {
+                    state.deps.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(product = %state.product.id, error = %err, "snapshot not saved; will retry");
+                    err.to_string()
+                });
                 if let Some(reply) = reply {
                     let _ = reply.send(outcome);
                 }
@@ -276,7 +259,7 @@ impl ProductState {
             snapshot.position = snapshot.position.min(part.position);
             snapshot.reservations.extend(part.reservations);
         }
-        self.snapshot.saving = true;
+        self.snapshot.saving();
         let position = snapshot.position.get();
         let (store, product, myself) = (Arc::clone(&self.deps.snapshots), self.product.id, myself.clone());
         tokio::spawn(async move {
