@@ -13,7 +13,7 @@ use ractor::{Actor, ActorRef, ActorStatus};
 use serde::Serialize;
 
 use super::catalog::{Catalog, ProductHandle};
-use super::journal_writer::{JournalWriter, WriterArgs, WriterMsg};
+use super::journal_writer::{Appender, JournalWriter, WriterArgs, WriterMsg};
 use super::order_projector::{OrderProjector, ProjectorArgs, ProjectorMsg, ProjectorStatus};
 use super::product::snapshot_clock::SnapshotPolicy;
 use super::product::{Inspection, ProductDeps, ProductMsg};
@@ -144,17 +144,18 @@ impl Engine {
             retry: settings.retry,
         };
         let (projector, _) = Actor::spawn(None, OrderProjector, projector_args).await.map_err(actors)?;
+        let appender = Appender::new(settings.journal_max_batch);
         let writer_args = WriterArgs {
             journal: Arc::clone(&journal),
             projector: projector.clone(),
-            max_batch: settings.journal_max_batch,
+            appender: appender.clone(),
             linger: settings.journal_linger,
         };
         let (writer, _) = Actor::spawn(None, JournalWriter, writer_args).await.map_err(actors)?;
         let deps = Arc::new(ProductDeps {
             journal,
             snapshots,
-            writer: writer.clone(),
+            writer: appender,
             catalog: Arc::new(Catalog::default()),
             pay_within: settings.pay_within,
             snapshot_policy: settings.snapshots,

@@ -1,4 +1,5 @@
-//! The JournalWriter actor: group commit. Shards hand it one reservation at a time; its own thread appends them to
+//! The JournalWriter actor: group commit. Shards hand it one reservation at a time, straight into its queue through
+//! an `Appender` (a lock taken for a push, not a message for the actor to handle); its own thread appends them to
 //! the journal many per transaction and tells each shard the outcome. One batch is in flight at a time, so
 //! positions are handed out in commit order; while it is in flight the next batch fills, which is what makes
 //! batches large exactly when load is high. The thread takes that next batch itself as soon as a commit is done
@@ -121,7 +122,8 @@ pub struct JournalWriter;
 pub struct WriterArgs {
     pub journal: Arc<dyn Journal>,
     pub projector: ActorRef<ProjectorMsg>,
-    pub max_batch: usize,
+    /// The queue the actor's thread commits from, as the shards were given it.
+    pub appender: Appender,
     pub linger: Duration,
 }
 
@@ -130,12 +132,26 @@ pub struct WriterState {
 }
 
 pub enum WriterMsg {
-    Append {
-        event: JournalEvent,
-        ack: Ack,
-    },
     /// Answers once everything handed in so far has been appended (or refused).
     Flush(RpcReplyPort<()>),
+}
+
+/// Hands events to the journal writer. Once the writer has stopped, every append is refused at once.
+#[derive(Clone)]
+pub struct Appender {
+    queue: Arc<Queue>,
+}
+
+impl Appender {
+    /// A queue for a journal writer that commits at most `max_batch` events at a time.
+    pub fn new(max_batch: usize) -> Self {
+        Self { queue: Arc::new(Queue::new(max_batch)) }
+    }
+
+    /// Queues `event`; `ack` hears how its append went, unless it is refused here.
+    pub fn append(&self, event: JournalEvent, ack: Ack) -> Result<(), AppendFailed> {
+        self.queue.push(event, ack)
+    }
 }
 
 impl Actor for JournalWriter {
@@ -144,7 +160,7 @@ impl Actor for JournalWriter {
     type Arguments = WriterArgs;
 
     async fn pre_start(&self, _: ActorRef<WriterMsg>, args: WriterArgs) -> Result<WriterState, ActorProcessingErr> {
-        let queue = Arc::new(Queue::new(args.max_batch));
+        let queue = args.appender.queue;
         let committer = Committer {
             queue: Arc::clone(&queue),
             journal: args.journal,
@@ -161,10 +177,8 @@ impl Actor for JournalWriter {
         message: WriterMsg,
         state: &mut WriterState,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            WriterMsg::Append { event, ack } => state.queue.push(event, ack),
-            WriterMsg::Flush(reply) => state.queue.flush(reply),
-        }
+        let WriterMsg::Flush(reply) = message;
+        state.queue.flush(reply);
         Ok(())
     }
 }
@@ -222,10 +236,14 @@ impl Queue {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn push(&self, event: JournalEvent, ack: Ack) {
+    fn push(&self, event: JournalEvent, ack: Ack) -> Result<(), AppendFailed> {
         let mut pending = self.lock();
+        if pending.closed {
+            return Err(AppendFailed);
+        }
         pending.commits.push(event, ack);
         self.wake_if_due(&mut pending);
+        Ok(())
     }
 
     fn flush(&self, reply: RpcReplyPort<()>) {
@@ -448,11 +466,11 @@ mod tests {
     #[test]
     fn the_committer_takes_what_piled_up_during_a_commit_at_once() {
         let (queue, to) = (Queue::new(3), Arc::new(Listener::default()));
-        queue.push(event(), ack(&to));
+        queue.push(event(), ack(&to)).unwrap();
         let first = queue.next_batch(Duration::ZERO).unwrap();
         assert_eq!(first.acks.len(), 1);
         for _ in 0..4 {
-            queue.push(event(), ack(&to));
+            queue.push(event(), ack(&to)).unwrap();
         }
         queue.settle(None);
         assert_eq!(queue.next_batch(Duration::ZERO).unwrap().acks.len(), 3, "a full batch, without waiting");
@@ -465,7 +483,7 @@ mod tests {
         let (queue, to) = (Queue::new(10), Arc::new(Listener::default()));
         assert_eq!(flush(&queue).try_recv(), Ok(()), "an idle writer answers at once");
 
-        queue.push(event(), ack(&to));
+        queue.push(event(), ack(&to)).unwrap();
         let mut waiting = flush(&queue);
         let batch = queue.next_batch(Duration::ZERO).unwrap();
         assert!(waiting.try_recv().is_err(), "not while its event is in flight");
@@ -489,13 +507,22 @@ mod tests {
                 sizes
             })
         };
-        queue.push(event(), ack(&to));
+        queue.push(event(), ack(&to)).unwrap();
         queue.close();
         assert_eq!(
             committer.join().unwrap().iter().sum::<usize>(),
             1,
             "what was handed in is appended before it stops"
         );
+    }
+
+    #[test]
+    fn once_the_writer_stopped_an_append_is_refused_at_once() {
+        let (appender, to) = (Appender::new(10), Arc::new(Listener::default()));
+        appender.append(event(), ack(&to)).unwrap();
+        appender.queue.close();
+        assert_eq!(appender.append(event(), ack(&to)), Err(AppendFailed), "refused, not queued to wait forever");
+        assert_eq!(appender.queue.next_batch(Duration::ZERO).map(|batch| batch.acks.len()), Some(1));
     }
 
     #[test]
@@ -512,8 +539,8 @@ mod tests {
             while queue.lock().awaits != Some(Awaited::AnyEvent) {
                 std::thread::yield_now();
             }
-            queue.push(event(), ack(&to));
-            queue.push(event(), ack(&to));
+            queue.push(event(), ack(&to)).unwrap();
+            queue.push(event(), ack(&to)).unwrap();
             assert_eq!(batch.recv_timeout(Duration::from_secs(60)), Ok(Some(2)));
         }
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use self::pool::{Pool, Refill};
 use self::snapshot_clock::{SnapshotClock, SnapshotPolicy};
 use super::catalog::{Catalog, Gauges, ProductHandle};
-use super::journal_writer::WriterMsg;
+use super::journal_writer::Appender;
 use super::stock_shard::book::{ShardBook, ShardCounts};
 use super::stock_shard::{ShardArgs, ShardMsg, StockShard};
 use crate::domain::{JournalEvent, Position, Product, Reservation, StockSnapshot};
@@ -31,7 +31,7 @@ const REPLAY_PAGE: usize = 10_000;
 pub struct ProductDeps {
     pub journal: Arc<dyn Journal>,
     pub snapshots: Arc<dyn SnapshotStore>,
-    pub writer: ActorRef<WriterMsg>,
+    pub writer: Appender,
     pub catalog: Arc<Catalog>,
     pub pay_within: Duration,
     pub snapshot_policy: SnapshotPolicy,

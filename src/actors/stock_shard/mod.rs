@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use self::book::{Effect, Outcome, PurchaseRequest, ShardBook, ShardCounts};
 use super::catalog::Gauges;
-use super::journal_writer::{Ack, AppendFailed, Outcome as Journaled, Recipient, WriterMsg};
+use super::journal_writer::{Ack, AppendFailed, Appender, Outcome as Journaled, Recipient};
 use super::product::ProductMsg;
 use crate::domain::{JournalEvent, OrderId, Reservation, StockSnapshot, Timestamp, UserId};
 
@@ -22,7 +22,7 @@ pub struct ShardArgs {
     pub index: usize,
     pub book: ShardBook<BuyerReply>,
     pub product: ActorRef<ProductMsg>,
-    pub writer: ActorRef<WriterMsg>,
+    pub writer: Appender,
     pub gauges: Arc<Gauges>,
 }
 
@@ -32,7 +32,7 @@ pub struct ShardState {
     inbox: Arc<dyn Recipient>,
     book: ShardBook<BuyerReply>,
     product: ActorRef<ProductMsg>,
-    writer: ActorRef<WriterMsg>,
+    writer: Appender,
     gauges: Arc<Gauges>,
 }
 
@@ -142,11 +142,8 @@ impl ShardState {
                     }
                     Effect::Append(reservation) => {
                         let order_id = reservation.order_id;
-                        let append = WriterMsg::Append {
-                            event: JournalEvent::Reserved(reservation),
-                            ack: Ack { to: Arc::clone(&self.inbox), order_id },
-                        };
-                        if self.writer.cast(append).is_err() {
+                        let ack = Ack { to: Arc::clone(&self.inbox), order_id };
+                        if self.writer.append(JournalEvent::Reserved(reservation), ack).is_err() {
                             follow_up.extend(self.book.failed(order_id, now));
                         }
                     }
