@@ -46,6 +46,8 @@ pub(super) struct ProjectorStats {
 #[derive(Deserialize)]
 pub(super) struct ProductView {
     pub invariant_holds: bool,
+    /// Since the product's last snapshot was saved.
+    pub snapshot_age_seconds: f64,
 }
 
 /// An `application/problem+json` body, as far as the bench reads it.

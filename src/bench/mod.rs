@@ -14,7 +14,8 @@
 //!   service acknowledged. Oversold, unsold, lost or duplicated units fail the run.
 //! - The `--baseline` is measured in the same run, against the same server, with the same client and concurrency
 //!   for as long as the purchase phase took, so "purchases per second" can be read as a fraction of what the HTTP
-//!   stack alone delivers on this machine.
+//!   stack alone delivers on this machine. It runs after the sale (its length is known only then) and after the
+//!   sale's aftermath, the projection and the product's snapshot, so that neither takes CPU from it.
 
 mod api;
 mod audit;
@@ -46,6 +47,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// The shortest healthz baseline, however quick the purchase phase was.
 const MIN_BASELINE: Duration = Duration::from_secs(1);
+/// Longest the baseline waits, from the end of the load, for the server's snapshot of the sale.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 /// What each unit costs; irrelevant to the bench, required by the service.
 const PRICE_CENTS: i64 = 100;
 
@@ -97,11 +100,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Purchase::new(Endpoint::new(&api.endpoint(&format!("/api/v1/products/{product}/purchase"))?)?, buyers)?;
     let until = purchase.until();
     let purchases = load::drive(purchase, args.concurrency, until, "purchasing").await?;
-    let settlement = settle(&api, Duration::from_secs(args.settle_timeout_secs)).await?;
+    let load_ended = Instant::now();
+    let settlement = settle(&api, load_ended, Duration::from_secs(args.settle_timeout_secs)).await?;
     let correctness =
         if settlement.caught_up { Some(verify(&api, product, &args, &purchases.accepted).await?) } else { None };
-    let baseline =
-        if args.baseline { Some(measure_baseline(&api, args.concurrency, &purchases.stats).await?) } else { None };
+    let baseline = if args.baseline {
+        let after_snapshot = await_snapshot(&api, product, load_ended).await?;
+        Some(measure_baseline(&api, args.concurrency, &purchases.stats, after_snapshot).await?)
+    } else {
+        None
+    };
 
     let report = Report {
         url: args.url.clone(),
@@ -186,8 +194,7 @@ fn progress_bar(len: Option<usize>, message: &'static str) -> Result<ProgressBar
 }
 
 /// Waits until the projector has written every journaled order, or until `timeout` after the load ended.
-async fn settle(api: &Api, timeout: Duration) -> Result<Settlement> {
-    let load_ended = Instant::now();
+async fn settle(api: &Api, load_ended: Instant, timeout: Duration) -> Result<Settlement> {
     loop {
         let status = api.projector().await?;
         let waited = load_ended.elapsed();
@@ -213,12 +220,34 @@ async fn verify(api: &Api, product: i64, args: &BenchArgs, accepted: &[Accepted]
     Ok(audit::audit(&expectation, accepted, &rows, view.invariant_holds))
 }
 
+/// Waits until the server has saved a snapshot of the product since the load ended — it snapshots a product at
+/// the first pause in its sales — so that the baseline does not share the machine with the sale's aftermath. Gives
+/// up `SNAPSHOT_WAIT` after the load ended; says whether the snapshot came.
+async fn await_snapshot(api: &Api, product: i64, load_ended: Instant) -> Result<bool> {
+    loop {
+        let view = api.product(product).await?;
+        let since_load = load_ended.elapsed();
+        if view.snapshot_age_seconds < since_load.as_secs_f64() {
+            return Ok(true);
+        }
+        if since_load >= SNAPSHOT_WAIT {
+            return Ok(false);
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+}
+
 /// Drives GET /healthz with the purchase phase's concurrency for as long as that phase took (at least a second).
-async fn measure_baseline(api: &Api, concurrency: usize, purchases: &PhaseStats) -> Result<Baseline> {
+async fn measure_baseline(
+    api: &Api,
+    concurrency: usize,
+    purchases: &PhaseStats,
+    after_snapshot: bool,
+) -> Result<Baseline> {
     let healthz = Healthz::new(Endpoint::new(&api.endpoint("/healthz")?)?);
     let duration = purchases.duration.max(MIN_BASELINE);
     let phase = load::drive(healthz, concurrency, Until::Elapsed(duration), "healthz baseline").await?;
-    Ok(Baseline::compare(purchases, phase.stats))
+    Ok(Baseline::compare(purchases, phase.stats, after_snapshot))
 }
 
 #[cfg(test)]

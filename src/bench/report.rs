@@ -43,10 +43,13 @@ pub(super) struct Baseline {
     pub healthz_latency_ms: LatencySummary,
     pub healthz_outcomes: BTreeMap<String, u64>,
     pub purchase_to_healthz_ratio: f64,
+    /// Whether the baseline began only once the server had snapshotted the product after the sale; false if no
+    /// snapshot came in time (a sale smaller than `snapshots.every_units` is snapshotted by time only).
+    pub after_snapshot: bool,
 }
 
 impl Baseline {
-    pub fn compare(purchase: &PhaseStats, healthz: PhaseStats) -> Self {
+    pub fn compare(purchase: &PhaseStats, healthz: PhaseStats, after_snapshot: bool) -> Self {
         let ratio = if healthz.throughput_rps > 0.0 { purchase.throughput_rps / healthz.throughput_rps } else { 0.0 };
         Self {
             healthz_requests: healthz.requests,
@@ -54,6 +57,7 @@ impl Baseline {
             healthz_latency_ms: healthz.latency_ms,
             healthz_outcomes: healthz.outcomes,
             purchase_to_healthz_ratio: ratio,
+            after_snapshot,
         }
     }
 }
@@ -140,8 +144,11 @@ fn print_correctness(correctness: &Correctness) {
 
 fn print_baseline(baseline: &Baseline) {
     eprintln!(
-        "  baseline: healthz {:.0} req/s, p99 {:.2} ms; purchase/healthz ratio {:.3}",
-        baseline.healthz_rps, baseline.healthz_latency_ms.p99, baseline.purchase_to_healthz_ratio
+        "  baseline: healthz {:.0} req/s, p99 {:.2} ms; purchase/healthz ratio {:.3}{}",
+        baseline.healthz_rps,
+        baseline.healthz_latency_ms.p99,
+        baseline.purchase_to_healthz_ratio,
+        if baseline.after_snapshot { "" } else { " (no post-sale snapshot came in time; one may have overlapped)" }
     );
 }
 
