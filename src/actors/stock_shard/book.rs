@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::domain::{
@@ -85,12 +86,15 @@ pub struct ShardBook<R> {
     available: u64,
     in_flight: u64,
     reserved: u64,
-    holdings: HashMap<UserId, u32>,
+    // User and order ids are the service's own (database keys, random UUIDs), so no client can pick ids that
+    // collide: these maps use a fast hash. Idempotency keys are the client's, so their map keeps SipHash with a
+    // random seed.
+    holdings: FxHashMap<UserId, u32>,
     keys: HashMap<(UserId, IdempotencyKey), OrderId>,
-    pending: HashMap<OrderId, Pending<R>>,
-    committed: HashMap<OrderId, Arc<Reservation>>,
+    pending: FxHashMap<OrderId, Pending<R>>,
+    committed: FxHashMap<OrderId, Arc<Reservation>>,
     /// Each buyer's committed orders, so a buyer can read them before the projector has written them.
-    orders_by_user: HashMap<UserId, Vec<OrderId>>,
+    orders_by_user: FxHashMap<UserId, Vec<OrderId>>,
     waiting: VecDeque<PurchaseRequest<R>>,
     refill_asked: bool,
     sold_out: bool,
@@ -113,11 +117,11 @@ impl<R> ShardBook<R> {
             available: 0,
             in_flight: 0,
             reserved: 0,
-            holdings: HashMap::new(),
+            holdings: FxHashMap::default(),
             keys: HashMap::new(),
-            pending: HashMap::new(),
-            committed: HashMap::new(),
-            orders_by_user: HashMap::new(),
+            pending: FxHashMap::default(),
+            committed: FxHashMap::default(),
+            orders_by_user: FxHashMap::default(),
             waiting: VecDeque::new(),
             refill_asked: false,
             sold_out: false,
