@@ -39,7 +39,9 @@ pub struct AppState {
 }
 
 /// Every route of the service. Handlers share one `AppState` behind an `Arc`: cloning it for each request is one
-/// reference count, not one per field (each touched by every request on every core).
+/// reference count, not one per field (each touched by every request on every core). Routes are tried in order,
+/// so the hot ones come first: probes, then purchases and product pages, then orders; an unmatched request gets the
+/// most specific rejection whatever the order.
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let state = Arc::new(state);
     let api = warp::path("api").and(warp::path("v1"));
@@ -48,11 +50,11 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let products = api.and(warp::path("products")).and(product_routes(state.clone()));
     let orders = api.and(warp::path("orders")).and(order_routes(state.clone()));
     let admin = api.and(warp::path("admin")).and(admin_routes(state));
-    ops.or(auth)
-        .unify()
-        .or(products)
+    ops.or(products)
         .unify()
         .or(orders)
+        .unify()
+        .or(auth)
         .unify()
         .or(admin)
         .unify()
@@ -91,7 +93,7 @@ fn product_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::body::bytes())
         .then(|id, state, caller, key, body| sales::purchase(state, id, caller, key, body))
         .map(respond);
-    list.or(show).unify().or(purchase).unify().boxed()
+    purchase.or(show).unify().or(list).unify().boxed()
 }
 
 fn order_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
