@@ -11,7 +11,7 @@ use diesel::query_builder::InsertStatement;
 use diesel::query_dsl::methods::ExecuteDsl;
 use diesel::QueryResult;
 
-use super::db::{lock, per_backend, Database, DbError};
+use super::db::{lock, AnyConnection, Database, DbError};
 use super::schema::journal;
 use crate::domain::{JournalEvent, Position, ProductId, Recorded};
 
@@ -92,10 +92,15 @@ type Row = (
     diesel::dsl::Eq<journal::payload, String>,
 );
 
-/// Inserts `rows` as statements of a few fixed shapes (64, 8 and 1 rows), largest first. A statement's shape is
-/// its SQL, so each is parsed once and then served from the connection's statement cache; a statement sized to the
-/// whole batch would be new SQL nearly every time, and SQLite would parse a thousand-row INSERT per commit.
-fn insert_rows<'a, C: Connection>(conn: &mut C, rows: &'a [Row]) -> QueryResult<()>
+/// Rows per INSERT statement on PostgreSQL, where every statement is a round trip: a batch goes in as few
+/// statements as it can (three parameters a row keeps each far below the parameter limit).
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// Inserts `rows` into an embedded SQLite journal as statements of a few fixed shapes (64, 8 and 1 rows), largest
+/// first. In process a statement costs no round trip, but parsing one does: a statement's shape is its SQL, so each
+/// shape is parsed once and then served from the connection's statement cache, where a statement sized to the whole
+/// batch would be new SQL nearly every commit.
+fn insert_shaped<'a, C: Connection>(conn: &mut C, rows: &'a [Row]) -> QueryResult<()>
 where
     Shaped<64>: Insert<'a, C>,
     Shaped<8>: Insert<'a, C>,
@@ -165,7 +170,15 @@ impl Journal for SqlJournal {
                 })
                 .collect();
             let end = first + rows.len() as i64;
-            let committed = per_backend!(conn, conn => conn.transaction(|conn| insert_rows(conn, &rows)));
+            let committed = match conn {
+                AnyConnection::Sqlite(conn) => conn.transaction(|conn| insert_shaped(conn, &rows)),
+                AnyConnection::Postgresql(conn) => conn.transaction(|conn| {
+                    for chunk in rows.chunks(ROWS_PER_INSERT) {
+                        diesel::insert_into(journal::table).values(chunk).execute(conn)?;
+                    }
+                    QueryResult::Ok(())
+                }),
+            };
             settle(committed, rows.len(), || {
                 journal::table
                     .filter(journal::position.ge(first).and(journal::position.lt(end)))
