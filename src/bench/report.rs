@@ -148,7 +148,11 @@ fn print_baseline(baseline: &Baseline) {
         baseline.healthz_rps,
         baseline.healthz_latency_ms.p99,
         baseline.purchase_to_healthz_ratio,
-        if baseline.after_snapshot { "" } else { " (no post-sale snapshot came in time; one may have overlapped)" }
+        if baseline.after_snapshot {
+            ""
+        } else {
+            " (no snapshot of the sale came first; if one was due, it may have overlapped)"
+        }
     );
 }
 
