@@ -24,6 +24,7 @@ mod load;
 mod report;
 mod workload;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 
-use api::{Api, Buyer, NewProduct, MAX_BULK_BUYERS};
+use api::{Api, Buyer, NewProduct, ProductView, MAX_BULK_BUYERS};
 use audit::{Accepted, Correctness, Expectation};
 use connection::Endpoint;
 use load::{PhaseStats, Until};
@@ -195,15 +196,30 @@ fn progress_bar(len: Option<usize>, message: &'static str) -> Result<ProgressBar
 
 /// Waits until the projector has written every journaled order, or until `timeout` after the load ended.
 async fn settle(api: &Api, load_ended: Instant, timeout: Duration) -> Result<Settlement> {
+    let (status, waited) = poll(load_ended, timeout, || api.projector(), |status| status.caught_up).await?;
+    Ok(Settlement {
+        caught_up: status.caught_up,
+        catch_up_secs: waited.as_secs_f64(),
+        orders_per_second: status.projector.orders_per_second,
+    })
+}
+
+/// Asks `probe` every `SETTLE_POLL` until its answer is `done`, or until `timeout` has passed since `since`; returns
+/// the last answer and how long after `since` it came.
+async fn poll<T, Fut>(
+    since: Instant,
+    timeout: Duration,
+    probe: impl Fn() -> Fut,
+    done: impl Fn(&T) -> bool,
+) -> Result<(T, Duration)>
+where
+    Fut: Future<Output = Result<T>>,
+{
     loop {
-        let status = api.projector().await?;
-        let waited = load_ended.elapsed();
-        if status.caught_up || waited >= timeout {
-            return Ok(Settlement {
-                caught_up: status.caught_up,
-                catch_up_secs: waited.as_secs_f64(),
-                orders_per_second: status.projector.orders_per_second,
-            });
+        let answer = probe().await?;
+        let waited = since.elapsed();
+        if done(&answer) || waited >= timeout {
+            return Ok((answer, waited));
         }
         tokio::time::sleep(SETTLE_POLL).await;
     }
@@ -224,17 +240,9 @@ async fn verify(api: &Api, product: i64, args: &BenchArgs, accepted: &[Accepted]
 /// the first pause in its sales — so that the baseline does not share the machine with the sale's aftermath. Gives
 /// up `SNAPSHOT_WAIT` after the load ended; says whether the snapshot came.
 async fn await_snapshot(api: &Api, product: i64, load_ended: Instant) -> Result<bool> {
-    loop {
-        let view = api.product(product).await?;
-        let since_load = load_ended.elapsed();
-        if view.snapshot_age_seconds < since_load.as_secs_f64() {
-            return Ok(true);
-        }
-        if since_load >= SNAPSHOT_WAIT {
-            return Ok(false);
-        }
-        tokio::time::sleep(SETTLE_POLL).await;
-    }
+    let saved_since_load = |view: &ProductView| view.snapshot_age_seconds < load_ended.elapsed().as_secs_f64();
+    let (view, waited) = poll(load_ended, SNAPSHOT_WAIT, || api.product(product), saved_since_load).await?;
+    Ok(view.snapshot_age_seconds < waited.as_secs_f64())
 }
 
 /// Drives GET /healthz with the purchase phase's concurrency for as long as that phase took (at least a second).
