@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
 use super::ParseError;
@@ -97,10 +98,11 @@ impl fmt::Display for OrderId {
     }
 }
 
-/// A client's `Idempotency-Key`: 1 to 128 visible ASCII characters, scoped to the user who sent it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct IdempotencyKey(String);
+/// A client's `Idempotency-Key`: 1 to 128 visible ASCII characters, scoped to the user who sent it. A shard keeps
+/// it in its key index and in the reservation it journals, so it is shared rather than copied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct IdempotencyKey(Arc<str>);
 
 impl IdempotencyKey {
     pub const MAX_LEN: usize = 128;
@@ -117,13 +119,13 @@ impl TryFrom<String> for IdempotencyKey {
                 format!("must be 1 to {} visible ASCII characters", Self::MAX_LEN),
             ));
         }
-        Ok(Self(text))
+        Ok(Self(text.into()))
     }
 }
 
-impl From<IdempotencyKey> for String {
-    fn from(key: IdempotencyKey) -> String {
-        key.0
+impl Serialize for IdempotencyKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::domain::{
     IdempotencyKey, OrderId, Position, ProductId, Quantity, Reservation, StockSnapshot, Timestamp, UserId,
@@ -76,7 +77,8 @@ pub struct ShardCounts {
 
 struct Pending<R> {
     reservation: Reservation,
-    waiters: Vec<R>,
+    /// The buyer, and anyone who repeated its idempotency key meanwhile (rarely anyone).
+    waiters: SmallVec<[R; 1]>,
 }
 
 pub struct ShardBook<R> {
@@ -93,8 +95,9 @@ pub struct ShardBook<R> {
     keys: HashMap<(UserId, IdempotencyKey), OrderId>,
     pending: FxHashMap<OrderId, Pending<R>>,
     committed: FxHashMap<OrderId, Arc<Reservation>>,
-    /// Each buyer's committed orders, so a buyer can read them before the projector has written them.
-    orders_by_user: FxHashMap<UserId, Vec<OrderId>>,
+    /// Each buyer's committed orders, so a buyer can read them before the projector has written them. Most buyers
+    /// of a flash sale hold one order, kept inline.
+    orders_by_user: FxHashMap<UserId, SmallVec<[OrderId; 1]>>,
     waiting: VecDeque<PurchaseRequest<R>>,
     refill_asked: bool,
     sold_out: bool,
@@ -225,7 +228,7 @@ impl<R> ShardBook<R> {
 
     /// Every committed order of `user`.
     pub fn orders_of(&self, user: UserId) -> Vec<Arc<Reservation>> {
-        let ids = self.orders_by_user.get(&user).map_or(&[][..], Vec::as_slice);
+        let ids = self.orders_by_user.get(&user).map_or(&[][..], SmallVec::as_slice);
         ids.iter().filter_map(|id| self.order(*id)).collect()
     }
 
@@ -294,7 +297,7 @@ impl<R> ShardBook<R> {
         self.in_flight += units;
         self.hold(&reservation);
         effects.push(Effect::Append(reservation.clone()));
-        self.pending.insert(reservation.order_id, Pending { reservation, waiters: vec![request.reply] });
+        self.pending.insert(reservation.order_id, Pending { reservation, waiters: smallvec::smallvec![request.reply] });
     }
 
     fn keep(&mut self, reservation: Arc<Reservation>) {
