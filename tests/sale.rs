@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use common::{spawn_app, start_with, Backend, Scratch};
 use futures::future::join_all;
@@ -45,6 +46,18 @@ async fn crowd_of_2000_buys_exactly_100_units(backend: Backend) {
     assert_eq!(view["reserved"], 100);
     assert_eq!(view["available"], 0);
     assert_eq!(view["sold_out"], true);
+
+    // 100 units changed hands, more than the tests' `snapshots.every_units`: the product snapshots at the first
+    // pause in its sales, and says so while it is pending.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut view = view;
+    while view["snapshot_pending"] == true {
+        assert!(Instant::now() < deadline, "the sale's snapshot is still pending: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        view = app.admin_view(product).await;
+    }
+    assert_eq!(view["snapshot_pending"], false, "{view}");
+    assert!(view["snapshot_position"].as_i64() > Some(0), "the snapshot covers the sale: {view}");
     app.stop().await;
 }
 on_every_backend!(crowd_of_2000_buys_exactly_100_units);

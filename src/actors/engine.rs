@@ -106,6 +106,8 @@ pub struct AdminView {
     pub invariant_holds: bool,
     pub snapshot_position: i64,
     pub snapshot_age_seconds: f64,
+    /// A snapshot is due by units (taken at the first pause in sales) or being saved.
+    pub snapshot_pending: bool,
 }
 
 /// How the snapshot store is doing; sales never wait on it.
@@ -246,6 +248,7 @@ impl Engine {
             sold: reserved,
             snapshot_position: inspection.snapshot_position,
             snapshot_age_seconds: inspection.snapshot_age_seconds,
+            snapshot_pending: inspection.snapshot_pending,
             summary,
         })
     }

@@ -46,8 +46,8 @@ pub(super) struct ProjectorStats {
 #[derive(Deserialize)]
 pub(super) struct ProductView {
     pub invariant_holds: bool,
-    /// Since the product's last snapshot was saved.
-    pub snapshot_age_seconds: f64,
+    /// A snapshot of the product is due (at the first pause in its sales) or being saved.
+    pub snapshot_pending: bool,
 }
 
 /// An `application/problem+json` body, as far as the bench reads it.

@@ -48,7 +48,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// The shortest healthz baseline, however quick the purchase phase was.
 const MIN_BASELINE: Duration = Duration::from_secs(1);
-/// Longest the baseline waits, from the end of the load, for the server's snapshot of the sale.
+/// Longest the baseline waits, from the end of the load, for the server's pending snapshot of the sale.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 /// What each unit costs; irrelevant to the bench, required by the service.
 const PRICE_CENTS: i64 = 100;
@@ -106,8 +106,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let correctness =
         if settlement.caught_up { Some(verify(&api, product, &args, &purchases.accepted).await?) } else { None };
     let baseline = if args.baseline {
-        let after_snapshot = await_snapshot(&api, product, load_ended).await?;
-        Some(measure_baseline(&api, args.concurrency, &purchases.stats, after_snapshot).await?)
+        let snapshot_pending = await_snapshot(&api, product, load_ended).await?;
+        Some(measure_baseline(&api, args.concurrency, &purchases.stats, snapshot_pending).await?)
     } else {
         None
     };
@@ -236,13 +236,13 @@ async fn verify(api: &Api, product: i64, args: &BenchArgs, accepted: &[Accepted]
     Ok(audit::audit(&expectation, accepted, &rows, view.invariant_holds))
 }
 
-/// Waits until the server has saved a snapshot of the product since the load ended — it snapshots a product at
-/// the first pause in its sales — so that the baseline does not share the machine with the sale's aftermath. Gives
-/// up `SNAPSHOT_WAIT` after the load ended; says whether the snapshot came.
+/// Waits until no snapshot of the product is pending — a sale of `snapshots.every_units` or more is snapshotted at
+/// the first pause in its sales, a smaller one only by time — so that the baseline does not share the machine with
+/// the sale's aftermath. Gives up `SNAPSHOT_WAIT` after the load ended; says whether one is still pending.
 async fn await_snapshot(api: &Api, product: i64, load_ended: Instant) -> Result<bool> {
-    let saved_since_load = |view: &ProductView| view.snapshot_age_seconds < load_ended.elapsed().as_secs_f64();
-    let (view, waited) = poll(load_ended, SNAPSHOT_WAIT, || api.product(product), saved_since_load).await?;
-    Ok(view.snapshot_age_seconds < waited.as_secs_f64())
+    let settled = |view: &ProductView| !view.snapshot_pending;
+    let (view, _) = poll(load_ended, SNAPSHOT_WAIT, || api.product(product), settled).await?;
+    Ok(view.snapshot_pending)
 }
 
 /// Drives GET /healthz with the purchase phase's concurrency for as long as that phase took (at least a second).
@@ -250,12 +250,12 @@ async fn measure_baseline(
     api: &Api,
     concurrency: usize,
     purchases: &PhaseStats,
-    after_snapshot: bool,
+    snapshot_pending: bool,
 ) -> Result<Baseline> {
     let healthz = Healthz::new(Endpoint::new(&api.endpoint("/healthz")?)?);
     let duration = purchases.duration.max(MIN_BASELINE);
     let phase = load::drive(healthz, concurrency, Until::Elapsed(duration), "healthz baseline").await?;
-    Ok(Baseline::compare(purchases, phase.stats, after_snapshot))
+    Ok(Baseline::compare(purchases, phase.stats, snapshot_pending))
 }
 
 #[cfg(test)]

@@ -43,13 +43,13 @@ pub(super) struct Baseline {
     pub healthz_latency_ms: LatencySummary,
     pub healthz_outcomes: BTreeMap<String, u64>,
     pub purchase_to_healthz_ratio: f64,
-    /// Whether the baseline began only once the server had snapshotted the product after the sale; false if no
-    /// snapshot came in time (a sale smaller than `snapshots.every_units` is snapshotted by time only).
-    pub after_snapshot: bool,
+    /// Whether a snapshot of the sale was still due or being saved when the baseline began (after waiting for it
+    /// up to `SNAPSHOT_WAIT`), so that it may have shared the machine with the baseline.
+    pub snapshot_pending: bool,
 }
 
 impl Baseline {
-    pub fn compare(purchase: &PhaseStats, healthz: PhaseStats, after_snapshot: bool) -> Self {
+    pub fn compare(purchase: &PhaseStats, healthz: PhaseStats, snapshot_pending: bool) -> Self {
         let ratio = if healthz.throughput_rps > 0.0 { purchase.throughput_rps / healthz.throughput_rps } else { 0.0 };
         Self {
             healthz_requests: healthz.requests,
@@ -57,7 +57,7 @@ impl Baseline {
             healthz_latency_ms: healthz.latency_ms,
             healthz_outcomes: healthz.outcomes,
             purchase_to_healthz_ratio: ratio,
-            after_snapshot,
+            snapshot_pending,
         }
     }
 }
@@ -148,10 +148,10 @@ fn print_baseline(baseline: &Baseline) {
         baseline.healthz_rps,
         baseline.healthz_latency_ms.p99,
         baseline.purchase_to_healthz_ratio,
-        if baseline.after_snapshot {
-            ""
+        if baseline.snapshot_pending {
+            " (the sale's snapshot was still pending and may have overlapped it)"
         } else {
-            " (no snapshot of the sale came first; if one was due, it may have overlapped)"
+            ""
         }
     );
 }

@@ -63,6 +63,7 @@ pub struct Inspection {
     pub sold_out: bool,
     pub snapshot_position: i64,
     pub snapshot_age_seconds: f64,
+    pub snapshot_pending: bool,
 }
 
 pub type SnapshotReply = RpcReplyPort<Result<(), String>>;
@@ -176,6 +177,7 @@ impl Actor for ProductActor {
                     sold_out: state.pool.is_sold_out(),
                     snapshot_position: state.snapshot.position(),
                     snapshot_age_seconds: state.snapshot.age(Instant::now()).as_secs_f64(),
+                    snapshot_pending: state.snapshot.pending(state.gauges.taken(), &state.deps.snapshot_policy),
                 });
             }
             ProductMsg::Tick => {

@@ -46,6 +46,12 @@ impl SnapshotClock {
         !self.saving && (by_units || by_time)
     }
 
+    /// A snapshot is being saved, or one is due by units and waits for the first pause in sales: the product has
+    /// not yet saved what changed hands, and will without being asked.
+    pub fn pending(&self, taken: u64, policy: &SnapshotPolicy) -> bool {
+        self.saving || taken.abs_diff(self.taken) >= policy.every_units
+    }
+
     /// A snapshot is being saved; no other starts until it ends.
     pub fn saving(&mut self) {
         self.saving = true;
@@ -87,6 +93,20 @@ mod tests {
         assert!(!clock.tick(400, secs(start, 1), &POLICY), "sales are under way");
         assert!(!clock.tick(800, secs(start, 2), &POLICY), "still under way");
         assert!(clock.tick(800, secs(start, 3), &POLICY), "a tick without sales: due");
+    }
+
+    #[test]
+    fn a_snapshot_is_pending_from_the_units_that_make_it_due_until_it_is_saved() {
+        let start = Instant::now();
+        let mut clock = SnapshotClock::new(0, 0, start);
+        assert!(!clock.pending(99, &POLICY), "fewer units than every_units wait for the time trigger, not a pause");
+        assert!(clock.pending(100, &POLICY));
+        assert!(!clock.tick(100, secs(start, 1), &POLICY), "still selling");
+        assert!(clock.tick(100, secs(start, 2), &POLICY), "the pause");
+        clock.saving();
+        assert!(clock.pending(100, &POLICY));
+        clock.saved(Some((100, 7)), secs(start, 3));
+        assert!(!clock.pending(100, &POLICY));
     }
 
     #[test]
