@@ -4,9 +4,9 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{spawn_app, start_with, Backend, Scratch};
+use common::{eventually, spawn_app, start_with, Backend, Scratch};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -49,13 +49,11 @@ async fn crowd_of_2000_buys_exactly_100_units(backend: Backend) {
 
     // 100 units changed hands, more than the tests' `snapshots.every_units`: the product snapshots at the first
     // pause in its sales, and says so while it is pending.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut view = view;
-    while view["snapshot_pending"] == true {
-        assert!(Instant::now() < deadline, "the sale's snapshot is still pending: {view}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        view = app.admin_view(product).await;
-    }
+    let view = eventually("the sale's snapshot is saved", Duration::from_secs(10), || async {
+        let view = app.admin_view(product).await;
+        (view["snapshot_pending"] != true).then_some(view)
+    })
+    .await;
     assert_eq!(view["snapshot_pending"], false, "{view}");
     assert!(view["snapshot_position"].as_i64() > Some(0), "the snapshot covers the sale: {view}");
     app.stop().await;

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -210,6 +211,22 @@ pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
     pub admin_token: String,
+}
+
+/// Asks `probe` every 100 ms until it answers `Some`, and returns that; fails the test after `timeout`.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(answer) = probe().await {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
