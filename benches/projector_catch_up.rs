@@ -33,8 +33,8 @@ async fn main() -> anyhow::Result<()> {
     let product = ProductId::try_from(1)?;
     for chunk in (1..=events).collect::<Vec<_>>().chunks(settings.journal.max_batch) {
         let batch = chunk.iter().map(|&user| reservation(product, user)).collect::<anyhow::Result<Vec<_>>>()?;
-        let journal = Arc::clone(&journal);
-        tokio::task::spawn_blocking(move || journal.append(&batch)).await??;
+        let append = Arc::clone(&journal.append);
+        tokio::task::spawn_blocking(move || append.append(&batch)).await??;
     }
 
     let started = Instant::now();

@@ -102,20 +102,20 @@ pub fn open_database(settings: &Settings) -> Result<Database, DbError> {
 }
 
 /// The configured journal.
-pub async fn open_journal(settings: &Settings, db: &Database) -> Result<Arc<dyn Journal>, JournalError> {
-    Ok(match settings.journal.backend {
-        JournalBackend::Sql => Arc::new(SqlJournal::new(db.clone())),
-        JournalBackend::Kafka => kafka_journal(settings.journal.kafka.journal()).await?,
-    })
+pub async fn open_journal(settings: &Settings, db: &Database) -> Result<Journal, JournalError> {
+    match settings.journal.backend {
+        JournalBackend::Sql => Ok(Journal::whole(SqlJournal::new(db.clone()))),
+        JournalBackend::Kafka => kafka_journal(settings.journal.kafka.journal()).await,
+    }
 }
 
 #[cfg(feature = "kafka")]
-async fn kafka_journal(config: KafkaConfig) -> Result<Arc<dyn Journal>, JournalError> {
-    Ok(Arc::new(crate::persistence::KafkaJournal::connect(config).await?))
+async fn kafka_journal(config: KafkaConfig) -> Result<Journal, JournalError> {
+    crate::persistence::kafka::connect(config).await
 }
 
 #[cfg(not(feature = "kafka"))]
-async fn kafka_journal(_: KafkaConfig) -> Result<Arc<dyn Journal>, JournalError> {
+async fn kafka_journal(_: KafkaConfig) -> Result<Journal, JournalError> {
     Err(JournalError::Unavailable(
         "journal.backend is \"kafka\", but this build has no Kafka support: build with `--features kafka`".into(),
     ))

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::actors::{EngineSettings, SnapshotPolicy};
+use crate::actors::{BackoffPolicy, EngineSettings, SnapshotPolicy};
 use crate::domain::ShardCount;
 use crate::persistence::KafkaConfig;
 
@@ -228,13 +228,13 @@ impl Settings {
             projector_poll: Duration::from_millis(self.projector.poll_ms),
             projector_quiet: Duration::from_millis(self.projector.quiet_ms),
             projector_max_lag: self.projector.max_lag,
-            retry: crate::actors::Backoff {
+            supervision: BackoffPolicy {
                 base: Duration::from_millis(supervision.backoff_base_ms),
                 factor: supervision.backoff_factor,
                 cap: Duration::from_millis(supervision.backoff_cap_ms),
+                max_restarts: supervision.max_restarts,
+                window: Duration::from_secs(supervision.restart_window_secs),
             },
-            max_restarts: supervision.max_restarts,
-            restart_window: Duration::from_secs(supervision.restart_window_secs),
         }
     }
 }

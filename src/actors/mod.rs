@@ -1,21 +1,25 @@
-//! The actors that own the stock. Each product is a ProductActor with a pool and its StockShards; purchases are
-//! serialised by the shards' mailboxes, durable through the JournalWriter's group commit, and projected into the
-//! orders table by the OrderProjector. `Engine` is the one door the HTTP layer uses.
+//! The actors that run the sale, arranged as their supervision tree:
+//!
+//! ```text
+//! root            RootSupervisor: restarts any child below with the one backoff policy (supervision)
+//! ├── journal     JournalWriter: group commit on a committer thread of its own
+//! ├── orders      OrderProjector: journal -> orders table
+//! └── sale        ProductSupervisor -> ProductActor(p) -> StockShard(p, i), and the catalog HTTP reads them by
+//! ```
+//!
+//! `Engine` is the one door the HTTP layer uses. Within the tree, dependencies point down and across only through
+//! narrow types: a shard knows its product as the receiver of `PoolRequest`s and the writer as an `Appender`; the
+//! writer knows the projector as a `CommitListener`.
 
-mod catalog;
 mod engine;
-mod journal_writer;
-mod order_projector;
-mod product;
-mod product_supervisor;
-mod stock_shard;
+mod journal;
+mod orders;
+mod root;
+mod sale;
 mod supervision;
 
-#[cfg(test)]
-mod stock_properties;
-
 pub use engine::{AdminView, Engine, EngineError, EngineSettings, ProductSummary, PurchaseError, SnapshotHealth};
-pub use order_projector::ProjectorStatus;
-pub use product::snapshot_clock::SnapshotPolicy;
-pub use stock_shard::book::{Receipt, ShardCounts};
-pub use supervision::Backoff;
+pub use orders::projector::ProjectorStatus;
+pub use sale::product::snapshot_clock::SnapshotPolicy;
+pub use sale::shard::book::{Receipt, ShardCounts};
+pub use supervision::BackoffPolicy;

@@ -154,6 +154,11 @@ impl Database {
         Ok(applied.iter().map(ToString::to_string).collect())
     }
 
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run(|_| Ok(())).await
+    }
+
     /// Runs `work`, which only reads, with a pooled connection on a blocking thread.
     pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
     where

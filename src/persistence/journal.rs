@@ -1,6 +1,8 @@
 //! The journal: the source of truth for every product's stock. A reservation exists once `append` returned its
-//! position, and not before. Behind a trait so the SQL table of the embedded default and Kafka of a production
-//! deployment are interchangeable to the actors.
+//! position, and not before. Each of its three users sees only its own role — the journal writer appends, a
+//! product replays its history to recover, the order projector projects — so the SQL table of the embedded default
+//! and Kafka of a production deployment are interchangeable to the actors, and a test stands in for one role
+//! without pretending to be the others.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,12 +25,16 @@ pub enum JournalError {
     Corrupt { position: Position, reason: String },
 }
 
-#[async_trait]
-pub trait Journal: Send + Sync + 'static {
+/// The journal writer's role.
+pub trait JournalAppend: Send + Sync + 'static {
     /// Makes `events` durable, all or none, and returns their positions in order. Blocks until then: the journal
     /// writer calls it from a thread of its own, which goes from one commit straight to the next under load.
     fn append(&self, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError>;
+}
 
+/// A recovering product's role.
+#[async_trait]
+pub trait JournalReplay: Send + Sync + 'static {
     /// Up to `limit` events of one product after `after`, in order.
     async fn read_product(
         &self,
@@ -36,7 +42,11 @@ pub trait Journal: Send + Sync + 'static {
         after: Position,
         limit: usize,
     ) -> Result<Vec<Recorded>, JournalError>;
+}
 
+/// The order projector's role.
+#[async_trait]
+pub trait JournalProjection: Send + Sync + 'static {
     /// Writes the next events (up to `limit`) into the `orders` table of `orders`, and records how far the
     /// projection got no earlier than the rows are committed: after a crash in between, the stretch is projected
     /// again, which changes nothing.
@@ -44,6 +54,22 @@ pub trait Journal: Send + Sync + 'static {
 
     /// How many events the projection has yet to write.
     async fn projection_lag(&self, orders: &Database) -> Result<u64, JournalError>;
+}
+
+/// One journal, as its three users see it.
+#[derive(Clone)]
+pub struct Journal {
+    pub append: Arc<dyn JournalAppend>,
+    pub replay: Arc<dyn JournalReplay>,
+    pub projection: Arc<dyn JournalProjection>,
+}
+
+impl Journal {
+    /// A journal that plays every role itself.
+    pub fn whole<J: JournalAppend + JournalReplay + JournalProjection>(journal: J) -> Self {
+        let journal = Arc::new(journal);
+        Self { append: journal.clone(), replay: journal.clone(), projection: journal }
+    }
 }
 
 /// Where the Kafka journal lives and how long to wait for it (used when the service is built with `kafka`).
@@ -145,8 +171,7 @@ impl From<DbError> for JournalError {
     }
 }
 
-#[async_trait]
-impl Journal for SqlJournal {
+impl JournalAppend for SqlJournal {
     fn append(&self, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError> {
         Ok(self.db.write_blocking(|conn| {
             let mut next = lock(&self.next);
@@ -189,7 +214,10 @@ impl Journal for SqlJournal {
             Ok((first..end).map(Position::new).collect())
         })?)
     }
+}
 
+#[async_trait]
+impl JournalReplay for SqlJournal {
     async fn read_product(
         &self,
         product: ProductId,
@@ -198,7 +226,10 @@ impl Journal for SqlJournal {
     ) -> Result<Vec<Recorded>, JournalError> {
         self.load_after(Some(product), after, limit).await
     }
+}
 
+#[async_trait]
+impl JournalProjection for SqlJournal {
     async fn project_next(&self, orders: &Database, limit: usize) -> Result<Projected, JournalError> {
         let known = *lock(&self.projected);
         let after = match known {

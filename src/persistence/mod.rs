@@ -1,10 +1,10 @@
-//! Everything that touches a database or a broker. The actors see the journal and the snapshot store only through
-//! their traits, so the embedded default and a production deployment run the same actor code.
+//! Everything that touches a database or a broker. The actors see the journal (by role) and the snapshot store only
+//! through their traits, so the embedded default and a production deployment run the same actor code.
 
 pub mod db;
 pub mod journal;
 #[cfg(feature = "kafka")]
-pub mod kafka_journal;
+pub mod kafka;
 pub mod orders;
 pub mod products;
 pub mod redis_snapshots;
@@ -13,9 +13,9 @@ pub mod snapshots;
 pub mod users;
 
 pub use db::{Database, DbError};
-pub use journal::{Journal, JournalError, KafkaConfig, Projected, SqlJournal};
-#[cfg(feature = "kafka")]
-pub use kafka_journal::KafkaJournal;
+pub use journal::{
+    Journal, JournalAppend, JournalError, JournalProjection, JournalReplay, KafkaConfig, Projected, SqlJournal,
+};
 pub use redis_snapshots::RedisSnapshots;
 pub use snapshots::{SnapshotError, SnapshotStore, SqlSnapshots};
 pub use users::{Account, MAX_BULK_ACCOUNTS};

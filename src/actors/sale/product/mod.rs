@@ -1,13 +1,15 @@
 //! The ProductActor: coordinator of one product. It recovers the product's stock from its snapshot and the journal
-//! after it, starts the shards with the reservations that belong to them, and owns the central pool: it grants
-//! chunks to dry shards, reclaims every slice before declaring the product sold out, takes snapshots, and answers
-//! inspections. It calls its shards (reclaim, counts, snapshot) but shards only ever cast to it, so the two can
-//! never wait on each other. A shard's failure fails the product, whose supervisor restarts it from the journal.
+//! after it, starts the shards with the reservations that belong to them, and carries out what its `ProductBook`
+//! decides about the central pool: grants to dry shards, reclaims before a sell-out, reopening. It also takes
+//! snapshots and answers inspections. It calls its shards (surrender, counts, snapshot) but shards only ever cast
+//! to it, so the two can never wait on each other. A shard's failure fails the product, whose supervisor restarts
+//! it from the journal.
 
+pub mod book;
 pub mod pool;
+mod recovery;
 pub mod snapshot_clock;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,24 +17,20 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde::Serialize;
 
-use self::pool::{Pool, Refill};
+use self::book::{Command, ProductBook};
 use self::snapshot_clock::{SnapshotClock, SnapshotPolicy};
-use super::catalog::{Catalog, Gauges, ProductHandle};
-use super::journal_writer::Appender;
-use super::stock_shard::book::{ShardBook, ShardCounts};
-use super::stock_shard::{ShardArgs, ShardMsg, StockShard};
-use crate::domain::{JournalEvent, Position, Product, Reservation, StockSnapshot};
-use crate::persistence::{Journal, SnapshotError, SnapshotStore};
-
-/// Events read per journal query during recovery.
-const REPLAY_PAGE: usize = 10_000;
+use super::gauges::Gauges;
+use super::shard::book::{ShardBook, ShardCounts};
+use super::shard::{PoolRequest, ShardArgs, ShardMsg, StockShard};
+use crate::actors::journal::Appender;
+use crate::domain::{Position, Product, Reservation, StockSnapshot};
+use crate::persistence::{JournalReplay, SnapshotError, SnapshotStore};
 
 /// What every product actor needs, shared.
 pub struct ProductDeps {
-    pub journal: Arc<dyn Journal>,
+    pub journal: Arc<dyn JournalReplay>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub writer: Appender,
-    pub catalog: Arc<Catalog>,
     pub pay_within: Duration,
     pub snapshot_policy: SnapshotPolicy,
     /// Snapshots that could not be saved, across all products, since start.
@@ -44,12 +42,14 @@ pub struct ProductActor;
 pub struct ProductArgs {
     pub product: Product,
     pub deps: Arc<ProductDeps>,
+    /// Fresh for each incarnation, shared with its shards and the catalog.
+    pub gauges: Arc<Gauges>,
 }
 
 pub struct ProductState {
     product: Product,
     deps: Arc<ProductDeps>,
-    pool: Pool,
+    book: ProductBook,
     shards: Vec<ActorRef<ShardMsg>>,
     gauges: Arc<Gauges>,
     snapshot: SnapshotClock,
@@ -69,12 +69,35 @@ pub struct Inspection {
 pub type SnapshotReply = RpcReplyPort<Result<(), String>>;
 
 pub enum ProductMsg {
-    NeedStock { shard: usize, want: u64 },
-    StockReturned { units: u64 },
+    Pool(PoolRequest),
     Inspect(RpcReplyPort<Inspection>),
+    /// The shards' addresses, for the catalog.
+    Shards(RpcReplyPort<Vec<ActorRef<ShardMsg>>>),
     Tick,
     SnapshotNow(Option<SnapshotReply>),
-    SnapshotSaved { result: Result<(), SnapshotError>, taken: u64, position: i64, reply: Option<SnapshotReply> },
+    SnapshotSaved {
+        result: Result<(), SnapshotError>,
+        taken: u64,
+        position: i64,
+        reply: Option<SnapshotReply>,
+    },
+}
+
+impl From<PoolRequest> for ProductMsg {
+    fn from(request: PoolRequest) -> Self {
+        ProductMsg::Pool(request)
+    }
+}
+
+impl TryFrom<ProductMsg> for PoolRequest {
+    type Error = ProductMsg;
+
+    fn try_from(message: ProductMsg) -> Result<Self, ProductMsg> {
+        match message {
+            ProductMsg::Pool(request) => Ok(request),
+            other => Err(other),
+        }
+    }
 }
 
 impl Actor for ProductActor {
@@ -85,18 +108,18 @@ impl Actor for ProductActor {
     async fn pre_start(
         &self,
         myself: ActorRef<ProductMsg>,
-        ProductArgs { product, deps }: ProductArgs,
+        ProductArgs { product, deps, gauges }: ProductArgs,
     ) -> Result<ProductState, ActorProcessingErr> {
         let started = Instant::now();
-        let recovered = recover(&product, &deps).await?;
+        let recovered = recovery::recover(&product, deps.journal.as_ref(), deps.snapshots.as_ref()).await?;
         let stock = u64::from(product.draft.stock.get());
         let taken: u64 = recovered.reservations.iter().map(|r| u64::from(r.quantity.get())).sum();
         if taken > stock {
             tracing::error!(product = %product.id, taken, stock, "journal holds more reservations than stock");
         }
         let shard_count = product.draft.shards;
-        let mut pool = Pool::new(stock.saturating_sub(taken), shard_count.get() as usize);
-        let gauges = Arc::new(Gauges::new(taken));
+        let book = ProductBook::new(stock.saturating_sub(taken), shard_count.get() as usize);
+        gauges.record(0, taken);
 
         let mut per_shard: Vec<Vec<Arc<Reservation>>> = vec![Vec::new(); shard_count.get() as usize];
         let reservation_count = recovered.reservations.len();
@@ -110,36 +133,29 @@ impl Actor for ProductActor {
             let args = ShardArgs {
                 index,
                 book,
-                product: myself.clone(),
+                pool: myself.get_derived(),
                 writer: deps.writer.clone(),
                 gauges: Arc::clone(&gauges),
             };
             let (shard, _) = Actor::spawn_linked(None, StockShard, args, myself.get_cell()).await?;
-            let units = pool.initial_grant();
-            if units > 0 {
-                shard.cast(ShardMsg::Grant { units, last: false })?;
-            }
             shards.push(shard);
         }
-        deps.catalog.publish(ProductHandle {
-            product: product.clone(),
-            actor: myself.clone(),
-            shards: shards.clone(),
-            gauges: Arc::clone(&gauges),
-        });
-        myself.send_interval(Duration::from_secs(1), || ProductMsg::Tick);
-        tracing::info!(
-            product = %product.id, reservations = reservation_count, taken, pool = pool.units(),
-            position = recovered.position.get(), took_ms = started.elapsed().as_millis() as u64, "product recovered"
-        );
-        Ok(ProductState {
+        let mut state = ProductState {
+            snapshot: SnapshotClock::new(taken, recovered.position.get(), Instant::now()),
             product,
             deps,
-            pool,
+            book,
             shards,
             gauges,
-            snapshot: SnapshotClock::new(taken, recovered.position.get(), Instant::now()),
-        })
+        };
+        let opening = state.book.open();
+        state.perform(opening).await?;
+        myself.send_interval(Duration::from_secs(1), || ProductMsg::Tick);
+        tracing::info!(
+            product = %state.product.id, reservations = reservation_count, taken, pool = state.book.units(),
+            position = recovered.position.get(), took_ms = started.elapsed().as_millis() as u64, "product recovered"
+        );
+        Ok(state)
     }
 
     async fn post_stop(&self, _: ActorRef<ProductMsg>, state: &mut ProductState) -> Result<(), ActorProcessingErr> {
@@ -156,15 +172,16 @@ impl Actor for ProductActor {
         state: &mut ProductState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ProductMsg::NeedStock { shard, want } => state.refill(shard, want).await?,
-            ProductMsg::StockReturned { units } => {
-                if state.pool.reopen() {
+            ProductMsg::Pool(PoolRequest::NeedStock { shard, want }) => {
+                let commands = state.book.need_stock(shard, want);
+                state.perform(commands).await?;
+            }
+            ProductMsg::Pool(PoolRequest::StockReturned { units }) => {
+                let commands = state.book.stock_returned();
+                if !commands.is_empty() {
                     tracing::info!(product = %state.product.id, units, "stock came back after sell-out; reopening");
-                    state.gauges.set_sold_out(false);
-                    for shard in &state.shards {
-                        shard.cast(ShardMsg::Reopen)?;
-                    }
                 }
+                state.perform(commands).await?;
             }
             ProductMsg::Inspect(reply) => {
                 let mut shards = Vec::with_capacity(state.shards.len());
@@ -172,13 +189,16 @@ impl Actor for ProductActor {
                     shards.push(ractor::call!(shard, ShardMsg::Counts)?);
                 }
                 let _ = reply.send(Inspection {
-                    pool: state.pool.units(),
+                    pool: state.book.units(),
                     shards,
-                    sold_out: state.pool.is_sold_out(),
+                    sold_out: state.book.is_sold_out(),
                     snapshot_position: state.snapshot.position(),
                     snapshot_age_seconds: state.snapshot.age(Instant::now()).as_secs_f64(),
                     snapshot_pending: state.snapshot.pending(state.gauges.taken(), &state.deps.snapshot_policy),
                 });
+            }
+            ProductMsg::Shards(reply) => {
+                let _ = reply.send(state.shards.clone());
             }
             ProductMsg::Tick => {
                 if state.snapshot.tick(state.gauges.taken(), Instant::now(), &state.deps.snapshot_policy) {
@@ -225,25 +245,28 @@ impl Actor for ProductActor {
 }
 
 impl ProductState {
-    async fn refill(&mut self, shard: usize, want: u64) -> Result<(), ActorProcessingErr> {
-        let refill = match self.pool.on_request(want) {
-            Refill::Reclaim => {
-                let mut reclaimed = 0;
-                for other in &self.shards {
-                    reclaimed += ractor::call!(other, ShardMsg::Surrender)?;
+    /// Carries out the book's commands; a surrender's answer goes back to the book, which may command more.
+    async fn perform(&mut self, commands: Vec<Command>) -> Result<(), ActorProcessingErr> {
+        let mut queue = std::collections::VecDeque::from(commands);
+        while let Some(command) = queue.pop_front() {
+            match command {
+                Command::Grant { shard, units, last } => self.shards[shard].cast(ShardMsg::Grant { units, last })?,
+                Command::Surrender { shard } => {
+                    let units = ractor::call!(self.shards[shard], ShardMsg::Surrender)?;
+                    queue.extend(self.book.surrendered(units));
                 }
-                self.pool.after_reclaim(reclaimed, want)
-            }
-            grant => grant,
-        };
-        let Refill::Grant { units, last } = refill else {
-            return Err("the pool asked for a second reclaim".into());
-        };
-        self.shards[shard].cast(ShardMsg::Grant { units, last })?;
-        if units == 0 && self.pool.is_sold_out() {
-            self.gauges.set_sold_out(true);
-            for other in &self.shards {
-                other.cast(ShardMsg::SellOut)?;
+                Command::SellOut => {
+                    self.gauges.set_sold_out(true);
+                    for shard in &self.shards {
+                        shard.cast(ShardMsg::SellOut)?;
+                    }
+                }
+                Command::Reopen => {
+                    self.gauges.set_sold_out(false);
+                    for shard in &self.shards {
+                        shard.cast(ShardMsg::Reopen)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -270,30 +293,4 @@ impl ProductState {
         });
         Ok(())
     }
-}
-
-/// The product's committed reservations: its snapshot, if one can be read, plus every journal event after it.
-async fn recover(product: &Product, deps: &ProductDeps) -> Result<StockSnapshot, ActorProcessingErr> {
-    let snapshot = deps.snapshots.load(product.id).await.unwrap_or_else(|err| {
-        tracing::warn!(product = %product.id, error = %err, "snapshot unreadable; replaying the whole journal");
-        None
-    });
-    let StockSnapshot { mut position, reservations } = snapshot.unwrap_or_default();
-    let mut by_order: HashMap<_, _> = reservations.into_iter().map(|r| (r.order_id, r)).collect();
-    loop {
-        let page = deps.journal.read_product(product.id, position, REPLAY_PAGE).await?;
-        let Some(last) = page.last() else { break };
-        position = last.position;
-        for recorded in page {
-            match recorded.event {
-                JournalEvent::Reserved(reservation) => {
-                    by_order.entry(reservation.order_id).or_insert_with(|| Arc::new(reservation));
-                }
-                JournalEvent::Voided(voided) => {
-                    by_order.remove(&voided.order_id);
-                }
-            }
-        }
-    }
-    Ok(StockSnapshot { position, reservations: by_order.into_values().collect() })
 }

@@ -6,22 +6,29 @@ pub mod book;
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 
 use self::book::{Effect, Outcome, PurchaseRequest, ShardBook, ShardCounts};
-use super::catalog::Gauges;
-use super::journal_writer::{Ack, AppendFailed, Appender, Outcome as Journaled, Recipient};
-use super::product::ProductMsg;
+use super::gauges::Gauges;
+use crate::actors::journal::{Ack, AppendFailed, Appender, Outcome as Journaled, Recipient};
 use crate::domain::{JournalEvent, OrderId, Reservation, StockSnapshot, Timestamp, UserId};
 
 pub struct StockShard;
 
 pub type BuyerReply = RpcReplyPort<Outcome>;
 
+/// What a shard asks of its product's pool. The shard knows its product only as the receiver of these.
+pub enum PoolRequest {
+    /// The slice cannot serve a waiting buyer; the product answers with exactly one `Grant`.
+    NeedStock { shard: usize, want: u64 },
+    /// Units came back (a refused append) after the product had been declared sold out.
+    StockReturned { units: u64 },
+}
+
 pub struct ShardArgs {
     pub index: usize,
     pub book: ShardBook<BuyerReply>,
-    pub product: ActorRef<ProductMsg>,
+    pub pool: DerivedActorRef<PoolRequest>,
     pub writer: Appender,
     pub gauges: Arc<Gauges>,
 }
@@ -31,7 +38,7 @@ pub struct ShardState {
     /// This shard as the journal writer's recipient.
     inbox: Arc<dyn Recipient>,
     book: ShardBook<BuyerReply>,
-    product: ActorRef<ProductMsg>,
+    pool: DerivedActorRef<PoolRequest>,
     writer: Appender,
     gauges: Arc<Gauges>,
 }
@@ -59,8 +66,8 @@ impl Actor for StockShard {
     type Arguments = ShardArgs;
 
     async fn pre_start(&self, myself: ActorRef<ShardMsg>, args: ShardArgs) -> Result<ShardState, ActorProcessingErr> {
-        let ShardArgs { index, book, product, writer, gauges } = args;
-        Ok(ShardState { index, inbox: Arc::new(Inbox(myself)), book, product, writer, gauges })
+        let ShardArgs { index, book, pool, writer, gauges } = args;
+        Ok(ShardState { index, inbox: Arc::new(Inbox(myself)), book, pool, writer, gauges })
     }
 
     async fn handle(
@@ -148,10 +155,10 @@ impl ShardState {
                         }
                     }
                     Effect::AskPool { want } => {
-                        let _ = self.product.cast(ProductMsg::NeedStock { shard: self.index, want });
+                        let _ = self.pool.send_message(PoolRequest::NeedStock { shard: self.index, want });
                     }
                     Effect::StockReturned { units } => {
-                        let _ = self.product.cast(ProductMsg::StockReturned { units });
+                        let _ = self.pool.send_message(PoolRequest::StockReturned { units });
                     }
                 }
             }

@@ -1,16 +1,18 @@
-//! The ProductSupervisor: starts a ProductActor per product and restarts one that fails — after a backoff, from
-//! its snapshot and the journal — until the product's restart budget is spent, then gives up on the whole
-//! supervisor so the failure is visible (readiness goes red) instead of looping. Creating a product goes through
-//! it too, so a new product and its actor appear together.
+//! The ProductSupervisor: starts a ProductActor per product and publishes it in the catalog, and restarts one that
+//! fails — after a backoff, from its snapshot and the journal — until the product's restart budget is spent, then
+//! fails itself so that its own supervisor decides. Creating a product goes through it too, so a new product and
+//! its actor appear together.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use super::product::{ProductActor, ProductArgs, ProductDeps};
-use super::supervision::{Backoff, RestartBudget};
+use super::catalog::{Catalog, ProductHandle};
+use super::gauges::Gauges;
+use super::product::{ProductActor, ProductArgs, ProductDeps, ProductMsg};
+use crate::actors::supervision::{BackoffPolicy, Restarts};
 use crate::domain::{Product, ProductDraft, ProductId};
 use crate::persistence::{Database, DbError};
 
@@ -18,22 +20,17 @@ pub struct ProductSupervisor;
 
 pub struct SupervisorArgs {
     pub deps: Arc<ProductDeps>,
+    pub catalog: Arc<Catalog>,
     pub db: Database,
-    pub products: Vec<Product>,
-    pub backoff: Backoff,
-    pub max_restarts: usize,
-    pub restart_window: Duration,
+    pub policy: BackoffPolicy,
 }
 
 pub struct SupervisorState {
     deps: Arc<ProductDeps>,
+    catalog: Arc<Catalog>,
     db: Database,
     children: HashMap<ActorId, Product>,
-    budgets: HashMap<ProductId, RestartBudget>,
-    backoff: Backoff,
-    max_restarts: usize,
-    restart_window: Duration,
-    restarts: u64,
+    restarts: Restarts<ProductId>,
 }
 
 pub type CreateReply = RpcReplyPort<Result<Product, String>>;
@@ -55,23 +52,30 @@ impl Actor for ProductSupervisor {
         myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
+        let products = args.db.products().await?;
         let mut state = SupervisorState {
             deps: args.deps,
+            catalog: args.catalog,
             db: args.db,
             children: HashMap::new(),
-            budgets: HashMap::new(),
-            backoff: args.backoff,
-            max_restarts: args.max_restarts,
-            restart_window: args.restart_window,
-            restarts: 0,
+            restarts: Restarts::new(args.policy),
         };
         // Recover every product before the engine answers anyone: a product that exists must never look missing.
-        for product in args.products {
+        for product in products {
             if let Err(err) = state.start(&myself, product.clone()).await {
                 state.retry_later(&myself, product, &err)?;
             }
         }
         Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        _: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.stop_children(None);
+        Ok(())
     }
 
     async fn handle(
@@ -101,7 +105,7 @@ impl Actor for ProductSupervisor {
                 }
             }
             SupervisorMsg::Restarts(reply) => {
-                let _ = reply.send(state.restarts);
+                let _ = reply.send(state.restarts.total());
             }
         }
         Ok(())
@@ -115,6 +119,8 @@ impl Actor for ProductSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
+                // A failed product did not stop its shards itself.
+                cell.stop_children(None);
                 if let Some(product) = state.children.remove(&cell.get_id()) {
                     state.retry_later(&myself, product, &err.to_string())?;
                 }
@@ -129,11 +135,15 @@ impl Actor for ProductSupervisor {
 }
 
 impl SupervisorState {
+    /// Starts `product`'s actor (which recovers it) and publishes it.
     async fn start(&mut self, myself: &ActorRef<SupervisorMsg>, product: Product) -> Result<(), String> {
-        let args = ProductArgs { product: product.clone(), deps: Arc::clone(&self.deps) };
+        let gauges = Arc::new(Gauges::default());
+        let args = ProductArgs { product: product.clone(), deps: Arc::clone(&self.deps), gauges: Arc::clone(&gauges) };
         let (actor, _) =
             Actor::spawn_linked(None, ProductActor, args, myself.get_cell()).await.map_err(|err| err.to_string())?;
-        self.children.insert(actor.get_id(), product);
+        self.children.insert(actor.get_id(), product.clone());
+        let shards = ractor::call!(actor, ProductMsg::Shards).map_err(|err| err.to_string())?;
+        self.catalog.publish(ProductHandle { product, actor, shards, gauges });
         Ok(())
     }
 
@@ -143,15 +153,10 @@ impl SupervisorState {
         product: Product,
         why: &str,
     ) -> Result<(), ActorProcessingErr> {
-        let budget = self
-            .budgets
-            .entry(product.id)
-            .or_insert_with(|| RestartBudget::new(self.max_restarts, self.restart_window));
-        if !budget.allow(Instant::now()) {
-            return Err(format!("product {} failed {} times; giving up: {why}", product.id, budget.attempts()).into());
-        }
-        let delay = self.backoff.delay(budget.attempts().saturating_sub(1));
-        self.restarts += 1;
+        let delay = self
+            .restarts
+            .after_failure(product.id, Instant::now())
+            .map_err(|failures| format!("product {} failed {failures} times; giving up: {why}", product.id))?;
         tracing::warn!(product = %product.id, error = why, retry_in_ms = delay.as_millis() as u64, "restarting product");
         myself.send_after(delay, move || SupervisorMsg::Start(product));
         Ok(())

@@ -1,7 +1,8 @@
 //! The OrderProjector actor: turns the journal into the `orders` table. Each run asks the journal to project its
 //! next events; the journal records how far the projection got no earlier than the rows are committed (a position
-//! in the same transaction for the SQL journal, committed consumer-group offsets for Kafka), so after a crash it
-//! resumes where it stopped, and a stretch projected twice changes nothing. The journal writer reports each commit;
+//! in the same transaction for the SQL journal, committed consumer-group offsets for Kafka), so after a crash — or a
+//! restart by its supervisor — it resumes where it stopped, and a stretch projected twice changes nothing. The
+//! journal writer reports each commit through a `ProjectorLink`, which always reaches the projector running now;
 //! `Pacing` decides when to run (see there), a slow timer is the safety net, and a failed run is retried with
 //! backoff.
 
@@ -10,17 +11,34 @@ mod pacing;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use self::pacing::Pacing;
-use super::supervision::Backoff;
-use crate::persistence::{Database, Journal, Projected};
+use crate::actors::journal::CommitListener;
+use crate::actors::supervision::BackoffPolicy;
+use crate::persistence::{Database, JournalProjection, Projected};
 
 pub struct OrderProjector;
 
+/// The journal writer's way to the projector, whichever incarnation of it runs now.
+#[derive(Default)]
+pub struct ProjectorLink {
+    current: ArcSwapOption<ActorRef<ProjectorMsg>>,
+}
+
+impl CommitListener for ProjectorLink {
+    fn committed(&self, events: u64) {
+        if let Some(projector) = self.current.load().as_ref() {
+            let _ = projector.cast(ProjectorMsg::Committed { events });
+        }
+    }
+}
+
 pub struct ProjectorArgs {
-    pub journal: Arc<dyn Journal>,
+    pub link: Arc<ProjectorLink>,
+    pub journal: Arc<dyn JournalProjection>,
     pub db: Database,
     pub batch: usize,
     pub poll: Duration,
@@ -28,7 +46,7 @@ pub struct ProjectorArgs {
     pub quiet: Duration,
     /// …unless this many events wait to be projected.
     pub max_lag: u64,
-    pub retry: Backoff,
+    pub retry: BackoffPolicy,
 }
 
 /// What an admin (and the bench) sees of the projector.
@@ -45,10 +63,10 @@ pub struct ProjectorStatus {
 }
 
 pub struct ProjectorState {
-    journal: Arc<dyn Journal>,
+    journal: Arc<dyn JournalProjection>,
     db: Database,
     batch: usize,
-    retry: Backoff,
+    retry: BackoffPolicy,
     pacing: Pacing,
     running: bool,
     /// A check for quiet is scheduled.
@@ -83,6 +101,7 @@ impl Actor for OrderProjector {
     ) -> Result<ProjectorState, ActorProcessingErr> {
         myself.send_interval(args.poll, || ProjectorMsg::Wake);
         let _ = myself.cast(ProjectorMsg::Wake);
+        args.link.current.store(Some(Arc::new(myself)));
         Ok(ProjectorState {
             journal: args.journal,
             db: args.db,

@@ -1,16 +1,17 @@
-//! Property tests of a whole product — its pool and its shards — driven by random interleavings of purchases,
-//! message deliveries, refills, reclaims, journal commits and journal failures. The actors add only mailboxes
-//! around these state machines, so the model delivers messages in any order a mailbox allows: FIFO per mailbox,
-//! anything across mailboxes. A reclaim surrenders one shard per step while the others go on, and each surrender
-//! reaches its shard after everything already in that shard's mailbox, as in the product actor.
+//! Property tests of a whole product — its `ProductBook` and its `ShardBook`s, the very state machines the actors
+//! run — driven by random interleavings of purchases, message deliveries, refills, reclaims, journal commits and
+//! journal failures. The actors add only mailboxes around these state machines, so the model delivers messages in
+//! any order a mailbox allows: FIFO per mailbox, anything across mailboxes. A reclaim surrenders one shard per step
+//! while the others go on, and each surrender reaches its shard after everything already in that shard's mailbox,
+//! as the product actor's call does.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::product::pool::{Pool, Refill};
-use super::stock_shard::book::{Effect, Outcome, PurchaseRequest, Refusal, ShardBook};
+use super::product::book::{Command, ProductBook};
+use super::shard::book::{Effect, Outcome, PurchaseRequest, Refusal, ShardBook};
 use crate::domain::{IdempotencyKey, OrderId, Position, ProductId, Quantity, Timestamp, UserId};
 
 #[derive(Debug, Clone)]
@@ -23,11 +24,15 @@ enum Op {
 
 enum ToShard {
     Buy(PurchaseRequest<u64>),
-    Grant { units: u64, last: bool },
+    Grant {
+        units: u64,
+        last: bool,
+    },
     SellOut,
     Reopen,
     Committed(OrderId, Position),
-    Failed(OrderId),
+    /// The journal refused the order's append: its units go back to the shard.
+    Failed(OrderId, u64),
 }
 
 enum ToProduct {
@@ -35,23 +40,19 @@ enum ToProduct {
     Returned,
 }
 
-/// A reclaim under way in the product actor.
-struct Reclaim {
-    requester: usize,
-    want: u64,
-    next: usize,
-    reclaimed: u64,
-}
-
 struct Model {
-    reclaim: Option<Reclaim>,
+    /// The shard the product is waiting on to surrender, if a reclaim is under way.
+    surrendering: Option<usize>,
     stock: u64,
     limit: u32,
-    pool: Pool,
+    product: ProductBook,
     shards: Vec<ShardBook<u64>>,
     shard_mail: Vec<VecDeque<ToShard>>,
     product_mail: VecDeque<ToProduct>,
-    journal: Vec<(usize, OrderId)>,
+    /// Appends waiting for the journal's answer: the shard, the order and its units.
+    journal: Vec<(usize, OrderId, u64)>,
+    /// Units refused appends have put back since every unit was last held (in flight or reserved) at once.
+    returned_since_all_held: u64,
     next_position: i64,
     next_request: u64,
     requests: HashMap<u64, (UserId, Option<IdempotencyKey>)>,
@@ -59,7 +60,6 @@ struct Model {
     accepted_orders: HashSet<OrderId>,
     held_by_user: HashMap<UserId, u32>,
     order_of_key: HashMap<(UserId, IdempotencyKey), OrderId>,
-    failures: u64,
 }
 
 fn now() -> Timestamp {
@@ -68,24 +68,20 @@ fn now() -> Timestamp {
 
 impl Model {
     fn new(stock: u64, shard_count: usize, limit: u32) -> Self {
-        let product = ProductId::try_from(1).unwrap();
-        let mut pool = Pool::new(stock, shard_count);
-        let mut shard_mail: Vec<VecDeque<ToShard>> = (0..shard_count).map(|_| VecDeque::new()).collect();
-        for mail in &mut shard_mail {
-            mail.push_back(ToShard::Grant { units: pool.initial_grant(), last: false });
-        }
+        let id = ProductId::try_from(1).unwrap();
         let shards = (0..shard_count)
-            .map(|_| ShardBook::new(product, limit, Duration::from_secs(60), Position::START, Vec::new()))
+            .map(|_| ShardBook::new(id, limit, Duration::from_secs(60), Position::START, Vec::new()))
             .collect();
-        Self {
-            reclaim: None,
+        let mut model = Self {
+            surrendering: None,
             stock,
             limit,
-            pool,
+            product: ProductBook::new(stock, shard_count),
             shards,
-            shard_mail,
+            shard_mail: (0..shard_count).map(|_| VecDeque::new()).collect(),
             product_mail: VecDeque::new(),
             journal: Vec::new(),
+            returned_since_all_held: 0,
             next_position: 0,
             next_request: 0,
             requests: HashMap::new(),
@@ -93,8 +89,10 @@ impl Model {
             accepted_orders: HashSet::new(),
             held_by_user: HashMap::new(),
             order_of_key: HashMap::new(),
-            failures: 0,
-        }
+        };
+        let opening = model.product.open();
+        model.command(opening);
+        model
     }
 
     fn shard_of(&self, user: UserId) -> usize {
@@ -137,50 +135,44 @@ impl Model {
                 Vec::new()
             }
             ToShard::Committed(order, position) => book.committed(order, position),
-            ToShard::Failed(order) => book.failed(order, now()),
+            ToShard::Failed(order, units) => {
+                self.returned_since_all_held += units;
+                book.failed(order, now())
+            }
         };
         self.apply(shard, effects);
     }
 
-    /// One step of the product actor: the next shard of a reclaim under way, or its next message.
+    /// One step of the product actor: the surrender it waits for (which it gets once the shard has handled
+    /// everything before it), or its next message.
     fn deliver_to_product(&mut self) {
-        if let Some(reclaim) = self.reclaim.take() {
-            self.step_reclaim(reclaim);
+        if let Some(shard) = self.surrendering.take() {
+            while !self.shard_mail[shard].is_empty() {
+                self.deliver_to_shard(shard);
+            }
+            let units = self.shards[shard].surrender();
+            let commands = self.product.surrendered(units);
+            self.command(commands);
             return;
         }
-        match self.product_mail.pop_front() {
-            Some(ToProduct::Need { shard, want }) => match self.pool.on_request(want) {
-                Refill::Reclaim => self.step_reclaim(Reclaim { requester: shard, want, next: 0, reclaimed: 0 }),
-                Refill::Grant { units, last } => self.shard_mail[shard].push_back(ToShard::Grant { units, last }),
-            },
-            Some(ToProduct::Returned) if self.pool.reopen() => {
-                for mail in &mut self.shard_mail {
-                    mail.push_back(ToShard::Reopen);
-                }
-            }
-            Some(ToProduct::Returned) | None => {}
-        }
+        let commands = match self.product_mail.pop_front() {
+            Some(ToProduct::Need { shard, want }) => self.product.need_stock(shard, want),
+            Some(ToProduct::Returned) => self.product.stock_returned(),
+            None => return,
+        };
+        self.command(commands);
     }
 
-    /// The product surrenders one shard per step — its call queues behind that shard's mailbox — while every other
-    /// shard goes on; after the last one it grants or sells out.
-    fn step_reclaim(&mut self, mut reclaim: Reclaim) {
-        if reclaim.next < self.shards.len() {
-            while !self.shard_mail[reclaim.next].is_empty() {
-                self.deliver_to_shard(reclaim.next);
-            }
-            reclaim.reclaimed += self.shards[reclaim.next].surrender();
-            reclaim.next += 1;
-            self.reclaim = Some(reclaim);
-            return;
-        }
-        let Refill::Grant { units, last } = self.pool.after_reclaim(reclaim.reclaimed, reclaim.want) else {
-            unreachable!("after_reclaim always grants")
-        };
-        self.shard_mail[reclaim.requester].push_back(ToShard::Grant { units, last });
-        if self.pool.is_sold_out() && units == 0 {
-            for mail in &mut self.shard_mail {
-                mail.push_back(ToShard::SellOut);
+    /// Carries out the product book's commands as its actor does, except that a surrender waits for its step.
+    fn command(&mut self, commands: Vec<Command>) {
+        for command in commands {
+            match command {
+                Command::Grant { shard, units, last } => {
+                    self.shard_mail[shard].push_back(ToShard::Grant { units, last })
+                }
+                Command::Surrender { shard } => self.surrendering = Some(shard),
+                Command::SellOut => self.shard_mail.iter_mut().for_each(|mail| mail.push_back(ToShard::SellOut)),
+                Command::Reopen => self.shard_mail.iter_mut().for_each(|mail| mail.push_back(ToShard::Reopen)),
             }
         }
     }
@@ -189,13 +181,12 @@ impl Model {
         if self.journal.is_empty() {
             return;
         }
-        let (shard, order) = self.journal.remove(pick % self.journal.len());
+        let (shard, order, units) = self.journal.remove(pick % self.journal.len());
         if ok {
             self.next_position += 1;
             self.shard_mail[shard].push_back(ToShard::Committed(order, Position::new(self.next_position)));
         } else {
-            self.failures += 1;
-            self.shard_mail[shard].push_back(ToShard::Failed(order));
+            self.shard_mail[shard].push_back(ToShard::Failed(order, units));
         }
     }
 
@@ -203,7 +194,9 @@ impl Model {
         for effect in effects {
             match effect {
                 Effect::Reply(request, outcome) => self.answered(request, outcome),
-                Effect::Append(reservation) => self.journal.push((shard, reservation.order_id)),
+                Effect::Append(reservation) => {
+                    self.journal.push((shard, reservation.order_id, u64::from(reservation.quantity.get())));
+                }
                 Effect::AskPool { want } => self.product_mail.push_back(ToProduct::Need { shard, want }),
                 Effect::StockReturned { .. } => self.product_mail.push_back(ToProduct::Returned),
             }
@@ -225,8 +218,15 @@ impl Model {
                     assert!(*held <= self.limit, "user {user} holds {held} > limit {}", self.limit);
                 }
             }
-            Err(Refusal::SoldOut) if self.failures == 0 => {
-                assert_eq!(self.remaining(), 0, "SOLD_OUT answered while stock remains");
+            Err(Refusal::SoldOut) => {
+                // Every unit was held at some point before this answer, and whatever is unsold now is only what
+                // refused appends have put back since (on its way back on sale). Without failures: nothing remains.
+                let remaining = self.remaining();
+                assert!(
+                    remaining <= self.returned_since_all_held,
+                    "SOLD_OUT answered while {remaining} units remain, of which only {} came back from refused appends",
+                    self.returned_since_all_held
+                );
             }
             Err(_) => {}
         }
@@ -252,14 +252,14 @@ impl Model {
 
     /// Units nobody holds yet: the pool, units a reclaim has gathered, every slice, and grants on their way.
     fn remaining(&self) -> u64 {
-        let reclaiming = self.reclaim.as_ref().map_or(0, |reclaim| reclaim.reclaimed);
-        self.pool.units()
-            + reclaiming
-            + self.shards.iter().map(|book| book.counts().available).sum::<u64>()
-            + self.in_transit()
+        self.product.units() + self.shards.iter().map(|book| book.counts().available).sum::<u64>() + self.in_transit()
     }
 
-    fn check_conservation(&self) {
+    /// Checks the ledger after a step, and notes when every unit is held.
+    fn check_conservation(&mut self) {
+        if self.remaining() == 0 {
+            self.returned_since_all_held = 0;
+        }
         let held: u64 = self.shards.iter().map(|book| book.counts().in_flight + book.counts().reserved).sum();
         assert_eq!(self.remaining() + held, self.stock, "pool + slices + in flight + reserved != stock");
     }
@@ -268,7 +268,7 @@ impl Model {
         for _ in 0..100_000 {
             if let Some(shard) = self.shard_mail.iter().position(|mail| !mail.is_empty()) {
                 self.deliver_to_shard(shard);
-            } else if self.reclaim.is_some() || !self.product_mail.is_empty() {
+            } else if self.surrendering.is_some() || !self.product_mail.is_empty() {
                 self.deliver_to_product();
             } else if !self.journal.is_empty() {
                 self.resolve_journal(0, true);
@@ -314,20 +314,21 @@ proptest! {
         let accepted: u64 = model.held_by_user.values().map(|&units| u64::from(units)).sum();
         prop_assert_eq!(reserved, accepted);
 
-        // No undersell: whatever is left can still be bought by a newcomer on any shard.
-        let left = model.remaining();
-        for shard in 0..shard_count {
-            let newcomer = (1_000..)
-                .map(|id| UserId::try_from(id).unwrap())
-                .find(|user| model.shard_of(*user) == shard)
-                .unwrap();
-            let request = model.buy(newcomer, 1, None);
-            model.quiesce();
-            let sold = model.answers[&request].is_ok();
-            prop_assert_eq!(sold, left > 0, "left {} before a newcomer on shard {}", left, shard);
-            if left > 0 {
-                break;
+        // No undersell: whatever is left can be bought by newcomers on every shard, down to the last unit, and only
+        // then is anyone told SOLD_OUT.
+        let mut left = model.remaining();
+        prop_assert_eq!(left + reserved, stock);
+        let mut newcomers = (1_000..).map(|id| UserId::try_from(id).unwrap());
+        for round in 0..=stock {
+            for shard in 0..shard_count {
+                let newcomer = newcomers.by_ref().find(|user| model.shard_of(*user) == shard).unwrap();
+                let request = model.buy(newcomer, 1, None);
+                model.quiesce();
+                let sold = model.answers[&request].is_ok();
+                prop_assert_eq!(sold, left > 0, "round {}: {} left before a newcomer on shard {}", round, left, shard);
+                left = left.saturating_sub(1);
             }
         }
+        prop_assert_eq!(model.remaining(), 0);
     }
 }

@@ -1,0 +1,119 @@
+//! Purchase routing: the sale window and the sold-out flag are checked from memory, then the purchase goes straight
+//! to the buyer's shard — no other actor is involved.
+
+use ractor::rpc::CallResult;
+
+use super::Engine;
+use crate::actors::sale::shard::book::{PurchaseRequest, Receipt, Refusal};
+use crate::actors::sale::shard::ShardMsg;
+use crate::domain::{IdempotencyKey, ProductId, Quantity, SalePhase, Timestamp, UserId};
+
+/// Why a purchase was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PurchaseError {
+    #[error("no such product")]
+    NotFound,
+    #[error("the sale has not started")]
+    NotStarted { starts_at: Timestamp },
+    #[error("the sale has ended")]
+    Ended,
+    #[error("sold out")]
+    SoldOut,
+    #[error("only {available} units left")]
+    InsufficientStock { available: u64 },
+    #[error("limit of {limit} per user reached")]
+    LimitExceeded { limit: u32, held: u32 },
+    #[error("the order could not be recorded; nothing was taken")]
+    Unavailable,
+}
+
+impl From<Refusal> for PurchaseError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::SoldOut => PurchaseError::SoldOut,
+            Refusal::InsufficientStock { available } => PurchaseError::InsufficientStock { available },
+            Refusal::LimitExceeded { limit, held } => PurchaseError::LimitExceeded { limit, held },
+            Refusal::Unavailable => PurchaseError::Unavailable,
+        }
+    }
+}
+
+impl Engine {
+    pub async fn purchase(
+        &self,
+        product: ProductId,
+        user: UserId,
+        quantity: Quantity,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Receipt, PurchaseError> {
+        let handle = self.catalog.get(product).ok_or(PurchaseError::NotFound)?;
+        let window = handle.product.draft.window;
+        match window.phase(Timestamp::now()) {
+            SalePhase::Upcoming => return Err(PurchaseError::NotStarted { starts_at: window.starts_at() }),
+            SalePhase::Ended => return Err(PurchaseError::Ended),
+            SalePhase::Open => {}
+        }
+        // A retried request must still find its order, so only key-less requests take the shortcut.
+        if key.is_none() && handle.gauges.is_sold_out() {
+            return Err(PurchaseError::SoldOut);
+        }
+        let asked = handle
+            .shard_of(user)
+            .call(
+                |reply| ShardMsg::Purchase(PurchaseRequest { user, quantity, key, reply }),
+                Some(self.settings.purchase_timeout),
+            )
+            .await;
+        match asked {
+            Ok(CallResult::Success(outcome)) => outcome.map_err(PurchaseError::from),
+            Ok(CallResult::Timeout | CallResult::SenderError) | Err(_) => Err(PurchaseError::Unavailable),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{engine, flaky, open_sale, restart_product, settings, until};
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_append_puts_the_stock_and_the_buyers_slot_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir, flaky(1, false), settings()).await;
+        let product = open_sale(&engine, 5).await;
+        let (user, one) = (UserId::try_from(7).unwrap(), Quantity::try_from(1).unwrap());
+
+        let refused = engine.purchase(product, user, one, None).await;
+        assert_eq!(refused, Err(PurchaseError::Unavailable));
+        let view = engine.inspect(product).await.unwrap();
+        assert_eq!((view.in_flight, view.reserved, view.summary.available), (0, 0, 5), "nothing was taken");
+        assert!(view.invariant_holds);
+
+        let receipt = engine.purchase(product, user, one, None).await;
+        assert!(receipt.is_ok(), "the buyer's slot came back with the stock: {receipt:?}");
+        let view = engine.inspect(product).await.unwrap();
+        assert_eq!((view.reserved, view.summary.available), (1, 4));
+        engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_append_that_landed_after_all_is_voided_not_sold_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir, flaky(1, true), settings()).await;
+        let product = open_sale(&engine, 1).await;
+        let one = Quantity::try_from(1).unwrap();
+        let (first, second) = (UserId::try_from(1).unwrap(), UserId::try_from(2).unwrap());
+
+        assert_eq!(engine.purchase(product, first, one, None).await, Err(PurchaseError::Unavailable));
+        let sold = engine.purchase(product, second, one, None).await.expect("the unit came back and sells");
+
+        restart_product(&engine, product).await;
+        let view = engine.inspect(product).await.unwrap();
+        assert_eq!((view.reserved, view.summary.available), (1, 0), "the refused reservation was voided");
+        assert!(view.invariant_holds);
+        until("the projector catches up", || async { engine.projection_lag().await.unwrap() == 0 }).await;
+        let orders = engine.orders_of_product(product).await.unwrap();
+        assert_eq!(orders.iter().map(|order| order.order_id).collect::<Vec<_>>(), vec![sold.order_id]);
+        engine.shutdown().await;
+    }
+}

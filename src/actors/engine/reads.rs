@@ -1,0 +1,102 @@
+//! Reading orders: from the `orders` table, or — for what the projector has not written yet — from the shards that
+//! hold them, so a 202'd order can be read at once. Also how far the projection is.
+
+use std::collections::HashSet;
+
+use super::{ask, Engine, EngineError};
+use crate::actors::orders::projector::ProjectorStatus;
+use crate::actors::root::RootMsg;
+use crate::actors::sale::shard::ShardMsg;
+use crate::domain::{Order, OrderId, ProductId, UserId};
+
+/// How many of a buyer's orders `GET /orders` lists.
+const RECENT_ORDERS: i64 = 100;
+
+impl Engine {
+    /// An order from `orders`, or — if the projector has not written it yet — from the shard that holds it: the
+    /// shard of `holder` in every product, or with no holder given, every shard.
+    pub async fn order(&self, id: OrderId, holder: Option<UserId>) -> Result<Option<Order>, EngineError> {
+        if let Some(order) = self.db.order(id).await? {
+            return Ok(Some(order));
+        }
+        for handle in self.catalog.all() {
+            let shards = match holder {
+                Some(user) => std::slice::from_ref(handle.shard_of(user)),
+                None => &handle.shards[..],
+            };
+            for shard in shards {
+                if let Some(reservation) = ask(shard, |reply| ShardMsg::Order(id, reply)).await? {
+                    return Ok(Some(Order::reserved(&reservation)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A user's most recent orders, newest first, including those the projector has not written yet.
+    pub async fn orders_of_user(&self, user: UserId) -> Result<Vec<Order>, EngineError> {
+        let mut orders = self.db.orders_of_user(user, RECENT_ORDERS).await?;
+        let projected: HashSet<OrderId> = orders.iter().map(|order| order.order_id).collect();
+        for handle in self.catalog.all() {
+            let held = ask(handle.shard_of(user), |reply| ShardMsg::OrdersOf(user, reply)).await?;
+            let fresh = held.iter().filter(|reservation| !projected.contains(&reservation.order_id));
+            orders.extend(fresh.map(|reservation| Order::reserved(reservation)));
+        }
+        orders.sort_by_key(|order| std::cmp::Reverse(order.reserved_at));
+        orders.truncate(RECENT_ORDERS as usize);
+        Ok(orders)
+    }
+
+    pub async fn orders_of_product(&self, product: ProductId) -> Result<Vec<Order>, EngineError> {
+        self.catalog.get(product).ok_or(EngineError::NotFound)?;
+        Ok(self.db.orders_of_product(product).await?)
+    }
+
+    pub async fn projector_status(&self) -> Result<ProjectorStatus, EngineError> {
+        ask(&self.root, RootMsg::ProjectorStatus).await
+    }
+
+    /// How many journal events the projector has yet to write into `orders`: 0 once it has caught up.
+    pub async fn projection_lag(&self) -> Result<u64, EngineError> {
+        Ok(self.projection.projection_lag(&self.db).await?)
+    }
+
+    /// Product restarts performed by the product supervisor since it started.
+    pub async fn restarts(&self) -> Result<u64, EngineError> {
+        ask(&self.root, RootMsg::ProductRestarts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{engine, open_sale, settings};
+    use super::super::EngineSettings;
+    use super::*;
+    use crate::domain::Quantity;
+    use crate::persistence::Journal;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buyers_read_orders_the_projector_has_not_written_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let deferred =
+            EngineSettings { projector_quiet: Duration::from_secs(3600), projector_max_lag: u64::MAX, ..settings() };
+        let engine = engine(&dir, Journal::whole, deferred).await;
+        let product = open_sale(&engine, 10).await;
+        let one = Quantity::try_from(1).unwrap();
+        let buyer = UserId::try_from(3).unwrap();
+        let receipt = engine.purchase(product, buyer, one, None).await.unwrap();
+
+        assert_eq!(engine.db.order(receipt.order_id).await.unwrap(), None, "projection waits for a quiet journal");
+        assert!(engine.projection_lag().await.unwrap() > 0);
+        let order = engine.order(receipt.order_id, Some(buyer)).await.unwrap().expect("the buyer sees the order");
+        assert_eq!((order.user_id, order.product_id, order.quantity), (buyer, product, one));
+        let seen_by_admin = engine.order(receipt.order_id, None).await.unwrap();
+        assert_eq!(seen_by_admin.map(|order| order.order_id), Some(receipt.order_id));
+        let mine = engine.orders_of_user(buyer).await.unwrap();
+        assert_eq!(mine.iter().map(|order| order.order_id).collect::<Vec<_>>(), vec![receipt.order_id]);
+        assert!(engine.orders_of_user(UserId::try_from(4).unwrap()).await.unwrap().is_empty());
+        engine.shutdown().await;
+    }
+}

@@ -1,0 +1,118 @@
+//! What the engine's tests share: an engine on a fresh SQLite file, a journal whose appends fail on cue, an open
+//! sale, and a way to find the root's children.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorCell;
+
+use super::{Engine, EngineSettings};
+use crate::actors::sale::product::snapshot_clock::SnapshotPolicy;
+use crate::actors::supervision::BackoffPolicy;
+use crate::domain::Timestamp;
+use crate::domain::{
+    JournalEvent, PerUserLimit, Position, ProductDraft, ProductId, SaleWindow, ShardCount, StockLevel,
+};
+use crate::persistence::{Database, Journal, JournalAppend, JournalError, SqlJournal, SqlSnapshots};
+
+/// Reports the first `failures` appends failed, then appends like the SQL journal it wraps. With `lands`, those
+/// appends are written all the same: the answer is lost, not the events. It stands in for the writer's role only.
+pub struct FlakyAppend {
+    failures: AtomicUsize,
+    lands: bool,
+    inner: SqlJournal,
+}
+
+impl JournalAppend for FlakyAppend {
+    fn append(&self, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError> {
+        if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
+            if self.lands {
+                self.inner.append(events)?;
+            }
+            return Err(JournalError::Unavailable("disk on fire".into()));
+        }
+        self.inner.append(events)
+    }
+}
+
+/// The SQL journal, with the first `failures` appends refused (`lands`: written all the same).
+pub fn flaky(failures: usize, lands: bool) -> impl FnOnce(SqlJournal) -> Journal {
+    move |sql| Journal {
+        append: Arc::new(FlakyAppend { failures: AtomicUsize::new(failures), lands, inner: sql.clone() }),
+        ..Journal::whole(sql)
+    }
+}
+
+pub fn settings() -> EngineSettings {
+    EngineSettings {
+        pay_within: Duration::from_secs(60),
+        purchase_timeout: Duration::from_secs(5),
+        journal_max_batch: 64,
+        journal_linger: Duration::ZERO,
+        snapshots: SnapshotPolicy { every_units: 1_000, every: Duration::from_secs(60), busy_max_units: 10_000 },
+        projector_batch: 100,
+        projector_poll: Duration::from_millis(50),
+        projector_quiet: Duration::from_millis(20),
+        projector_max_lag: 10_000,
+        supervision: BackoffPolicy {
+            base: Duration::from_millis(10),
+            factor: 2,
+            cap: Duration::from_millis(100),
+            max_restarts: 3,
+            window: Duration::from_secs(10),
+        },
+    }
+}
+
+/// An engine on a fresh SQLite file in `dir`, whose journal `wrap` builds around the SQL one.
+pub async fn engine(
+    dir: &tempfile::TempDir,
+    wrap: impl FnOnce(SqlJournal) -> Journal,
+    settings: EngineSettings,
+) -> Engine {
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let db = Database::connect(&url, 4, Duration::from_secs(5)).unwrap();
+    db.migrate().unwrap();
+    let journal = wrap(SqlJournal::new(db.clone()));
+    Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings).await.unwrap()
+}
+
+/// An open sale of `stock` units, one per buyer, over two shards.
+pub async fn open_sale(engine: &Engine, stock: i64) -> ProductId {
+    let now = Timestamp::now();
+    let draft = ProductDraft {
+        name: "Phone".into(),
+        price_cents: 100,
+        stock: StockLevel::try_from(stock).unwrap(),
+        per_user_limit: PerUserLimit::try_from(1).unwrap(),
+        shards: ShardCount::try_from(2).unwrap(),
+        window: SaleWindow::new(now, now.plus(Duration::from_secs(3600))).unwrap(),
+    };
+    engine.create_product(draft).await.unwrap().id
+}
+
+/// The root's running child that takes `M` messages.
+pub fn child<M: ractor::Message>(engine: &Engine) -> Option<ActorCell> {
+    engine.root.get_children().into_iter().find(|cell| cell.is_message_type_of::<M>() == Some(true))
+}
+
+/// Asks `probe` every 10 ms until it holds; fails the test after ten seconds.
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, mut probe: impl FnMut() -> F) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !probe().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Kills one of `product`'s shards and waits until the product supervisor has recovered the product.
+pub async fn restart_product(engine: &Engine, product: ProductId) {
+    let before = engine.catalog.get(product).unwrap();
+    before.shards[0].kill();
+    until("the product is restarted", || {
+        let restarted = engine.catalog.get(product).is_some_and(|now| !Arc::ptr_eq(&now, &before));
+        async move { restarted }
+    })
+    .await;
+}
