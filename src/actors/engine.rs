@@ -320,7 +320,7 @@ impl Engine {
         running(self.supervisor.get_status())
             && running(self.writer.get_status())
             && running(self.projector.get_status())
-            && self.db.run(|_| Ok(())).await.is_ok()
+            && self.db.ping().await.is_ok()
     }
 
     /// Flushes the journal's open batch, snapshots every product and stops the actors.
