@@ -26,6 +26,16 @@ impl Answer {
     pub fn code(&self) -> &str {
         self.body["code"].as_str().unwrap_or("")
     }
+
+    /// How long a 503 asks the client to wait: its `Retry-After`, in seconds, which every 503 of this service has.
+    pub fn retry_after_secs(&self) -> Duration {
+        let header = self
+            .retry_after
+            .as_deref()
+            .unwrap_or_else(|| panic!("a {} says when to retry: {}", self.status, self.body));
+        let secs = header.parse().unwrap_or_else(|_| panic!("Retry-After is a number of seconds, not {header:?}"));
+        Duration::from_secs(secs)
+    }
 }
 
 impl Api {
@@ -113,16 +123,19 @@ impl Api {
         self.send(request).await
     }
 
-    /// A buyer who honours `Retry-After` through an outage: buys until the answer is not a 503 (for up to 30 s).
+    /// A buyer who honours `Retry-After` through an outage: buys until the answer is not a 503, each time waiting
+    /// as long as the 503's `Retry-After` says before trying again (for up to 30 s in all).
     pub async fn purchase_retrying(&self, product: i64, token: &str) -> Answer {
-        for _ in 0..150 {
+        let purchases_resume = || async {
             let answer = self.purchase(product, token, None, 1).await;
             if answer.status != StatusCode::SERVICE_UNAVAILABLE {
-                return answer;
+                return Some(answer);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("purchases did not resume after the outage");
+            tokio::time::sleep(answer.retry_after_secs()).await;
+            None
+        };
+        eventually_every("purchases resume after the outage", Duration::from_secs(30), Duration::ZERO, purchases_resume)
+            .await
     }
 
     pub async fn admin_view(&self, product: i64) -> Value {
