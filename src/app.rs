@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::distr::{Alphanumeric, SampleString};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::accounts::{Accounts, AccountsError};
 use crate::actors::{Engine, EngineError};
 use crate::config::{JournalBackend, Settings, SnapshotBackend};
-use crate::domain::{PasswordHash, PlainPassword, Username};
+use crate::domain::{PlainPassword, Username};
 use crate::http::{self, AppState, Tokens};
 use crate::persistence::{
     Database, DbError, Journal, JournalError, KafkaConfig, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal,
@@ -46,20 +46,19 @@ impl App {
     /// Connects, migrates, recovers every product and starts listening (port 0 picks a free port).
     pub async fn start(settings: &Settings) -> Result<Self, StartError> {
         let db = open_database(settings)?;
-        let decoy_hash = bootstrap_admin(&db, settings).await?;
+        let accounts = Arc::new(open_accounts(&db, settings).await?);
         let journal = open_journal(settings, &db).await?;
         let snapshots = snapshot_store(settings, &db)?;
         let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, settings.engine()).await?);
         let state = AppState {
             engine: Arc::clone(&engine),
-            db,
+            accounts,
             tokens: Arc::new(Tokens::new(
                 settings.auth.jwt_secret.expose(),
                 Duration::from_secs(settings.auth.token_ttl_secs),
             )),
             default_shards: settings.default_shards(),
             body_limit: settings.server.body_limit_bytes,
-            decoy_hash: Arc::new(decoy_hash),
         };
         let listen = settings.server.listen;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -134,17 +133,13 @@ fn snapshot_store(settings: &Settings, db: &Database) -> Result<Arc<dyn Snapshot
     })
 }
 
-/// Makes sure the configured admin can log in with the configured password; returns a hash of a throwaway
-/// password for the login decoy.
-async fn bootstrap_admin(db: &Database, settings: &Settings) -> Result<PasswordHash, StartError> {
+/// The accounts service, once the configured admin can log in with the configured password.
+async fn open_accounts(db: &Database, settings: &Settings) -> Result<Accounts, StartError> {
     let name = Username::try_from(settings.admin.username.clone()).map_err(|err| StartError::Admin(err.to_string()))?;
     let password = PlainPassword::try_from(settings.admin.password.expose().to_owned())
         .map_err(|err| StartError::Admin(err.to_string()))?;
-    let decoy = PlainPassword::try_from(Alphanumeric.sample_string(&mut rand::rng(), 32))
-        .map_err(|err| StartError::Admin(err.to_string()))?;
-    let (hash, decoy) = tokio::task::spawn_blocking(move || (PasswordHash::of(&password), PasswordHash::of(&decoy)))
-        .await
-        .map_err(|err| StartError::Admin(err.to_string()))?;
-    db.ensure_admin(name, hash).await?;
-    Ok(decoy)
+    Accounts::bootstrap(db.clone(), name, password).await.map_err(|err| match err {
+        AccountsError::Database(err) => StartError::Database(err),
+        other => StartError::Admin(other.to_string()),
+    })
 }

@@ -254,12 +254,33 @@ mod tests {
         assert_eq!(settings.journal.backend, JournalBackend::Sql);
     }
 
+    /// An override with a dotted key means what the environment variable `env_var(key)` means, and both go over the
+    /// file. This sets a real variable: tests run on threads of one process and share its environment, so this is
+    /// the only test that sets one, and the only one that reads `sale.purchase_timeout_ms`.
     #[test]
     fn overrides_use_the_environment_variables_names() {
         let topic = ("journal.kafka.topic".to_owned(), "elsewhere".to_owned());
         let settings = Settings::load_with(None, &[topic]).expect("loads with an override");
         assert_eq!(settings.journal.kafka.topic, "elsewhere");
         assert_eq!(Settings::env_var("journal.kafka.topic"), "SECKILL__JOURNAL__KAFKA__TOPIC");
+
+        let key = "sale.purchase_timeout_ms";
+        let var = Settings::env_var(key);
+        assert_eq!(var, "SECKILL__SALE__PURCHASE_TIMEOUT_MS");
+        let outside = std::env::var_os(&var);
+        let before = Settings::load(None).expect("loads").sale.purchase_timeout_ms;
+        assert_ne!(before, 1234, "the file does not already say what the variable will");
+        std::env::set_var(&var, "1234");
+        let from_env = Settings::load(None).map(|settings| settings.sale.purchase_timeout_ms);
+        let overridden = Settings::load_with(None, &[(key.to_owned(), "4321".to_owned())])
+            .map(|settings| settings.sale.purchase_timeout_ms);
+        match outside {
+            Some(value) => std::env::set_var(&var, value),
+            None => std::env::remove_var(&var),
+        }
+        assert_eq!(from_env.expect("loads with the variable set"), 1234, "{var} goes over the file");
+        assert_eq!(overridden.expect("loads with an override"), 4321, "an override goes over {var}");
+        assert_eq!(Settings::load(None).expect("loads").sale.purchase_timeout_ms, before, "{var} is as before");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{free_port, Api, Backend, Scratch};
 use futures::future::join_all;
@@ -32,16 +32,11 @@ fn start_server(scratch: &Scratch, port: u16) -> Child {
 
 async fn wait_ready(base: &str) {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(response) = client.get(format!("{base}/readyz")).send().await {
-            if response.status() == StatusCode::OK {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the service did not become ready");
+    let ready = || async {
+        let response = client.get(format!("{base}/readyz")).send().await;
+        response.is_ok_and(|response| response.status() == StatusCode::OK).then_some(())
+    };
+    common::eventually_every("the service is ready", Duration::from_secs(60), Duration::from_millis(50), ready).await;
 }
 
 /// What one buyer's request came to.
@@ -106,13 +101,15 @@ async fn kill_9_mid_sale_loses_nothing_and_sells_nothing_twice(backend: Backend)
             outcomes
         })
     };
-    let mut waited = Duration::ZERO;
-    while accepted_so_far.load(Ordering::SeqCst) < KILL_AFTER_ACCEPTED && waited < Duration::from_secs(60) {
-        let view = api.admin_view(product).await;
-        accepted_so_far.fetch_max(view["reserved"].as_u64().unwrap_or(0) as usize, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        waited += Duration::from_millis(5);
-    }
+    let enough_accepted = || async {
+        if accepted_so_far.load(Ordering::SeqCst) < KILL_AFTER_ACCEPTED {
+            let view = api.admin_view(product).await;
+            accepted_so_far.fetch_max(view["reserved"].as_u64().unwrap_or(0) as usize, Ordering::SeqCst);
+        }
+        (accepted_so_far.load(Ordering::SeqCst) >= KILL_AFTER_ACCEPTED).then_some(())
+    };
+    // Kill after 60 s whatever happened: the assertions after the kill say whether it came mid-sale.
+    let _ = common::poll(Duration::from_secs(60), Duration::from_millis(5), enough_accepted).await;
     server.kill().expect("SIGKILL");
     server.wait().expect("reaped");
     let phase_one = crowd.await.expect("crowd finished");

@@ -6,9 +6,9 @@ mod common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, Backend, Scratch, Server};
+use common::{eventually, free_port, Backend, Scratch, Server};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use seckill::config::SnapshotBackend;
@@ -108,21 +108,24 @@ async fn sales_go_on_while_redis_is_down_and_recovery_needs_no_redis() {
     let product = app.create_product(200, 1, 2).await;
     let users = app.customers(150).await;
     assert_eq!(buy_with(&app, product, &users[0..30]).await, 30);
-    wait_until("a snapshot reaches redis", || redis.snapshot_exists(&prefix, product)).await;
+    eventually("a snapshot reaches redis", Duration::from_secs(20), || {
+        std::future::ready(redis.snapshot_exists(&prefix, product).then_some(()))
+    })
+    .await;
 
     redis.stop();
     assert_eq!(buy_with(&app, product, &users[30..80]).await, 50, "every purchase succeeds while redis is down");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually("readyz reports the failing snapshots", Duration::from_secs(20), || async {
         let ready = app.send(app.client.get(app.url("/readyz"))).await;
         assert_eq!(ready.status, StatusCode::OK, "redis being down does not make the service unready");
         let snapshots = &ready.body["snapshots"];
         if snapshots["reachable"] == false && snapshots["failed_saves"].as_u64().unwrap_or(0) > 0 {
-            break;
+            Ok(())
+        } else {
+            Err(ready.body)
         }
-        assert!(Instant::now() < deadline, "readyz never reported the failing snapshots: {}", ready.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 
     // A restart while redis is down recovers from the journal alone.
     let scratch = app.stop().await;
@@ -133,7 +136,10 @@ async fn sales_go_on_while_redis_is_down_and_recovery_needs_no_redis() {
     // Redis comes back empty: snapshots resume, and a restart on it recovers the same state.
     redis.restart().await;
     assert_eq!(buy_with(&app, product, &users[100..150]).await, 50);
-    wait_until("snapshots resume once redis is back", || redis.snapshot_exists(&prefix, product)).await;
+    eventually("snapshots resume once redis is back", Duration::from_secs(20), || {
+        std::future::ready(redis.snapshot_exists(&prefix, product).then_some(()))
+    })
+    .await;
     let scratch = app.stop().await;
     let app = common::start_with(scratch, use_redis).await;
     let view = app.admin_view(product).await;
@@ -145,12 +151,4 @@ async fn sales_go_on_while_redis_is_down_and_recovery_needs_no_redis() {
 async fn buy_with(app: &common::TestApp, product: i64, users: &[(i64, String)]) -> usize {
     let answers = join_all(users.iter().map(|(_, token)| app.purchase(product, token, None, 1))).await;
     answers.iter().filter(|answer| answer.status == StatusCode::ACCEPTED).count()
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -12,10 +12,10 @@ use super::auth::Caller;
 use super::extract::segment;
 use super::problem::Problem;
 use super::AppState;
+use crate::accounts::AccountsError;
 use crate::domain::{
     PerUserLimit, ProductDraft, ProductId, Role, SaleWindow, ShardCount, StockLevel, Timestamp, Username,
 };
-use crate::persistence::MAX_BULK_ACCOUNTS;
 
 /// How long a sale lasts when the admin gives no end.
 const DEFAULT_SALE_LENGTH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -79,15 +79,12 @@ pub struct BulkAccounts {
 /// Accounts `{prefix}-1` … `{prefix}-{count}` that cannot log in, each with a token: load tests use them so that
 /// they measure purchases, not argon2.
 pub async fn bulk_accounts(state: Arc<AppState>, _: Caller, body: BulkAccounts) -> Result<Response, Problem> {
-    if !(1..=MAX_BULK_ACCOUNTS).contains(&body.count) {
-        return Err(Problem::invalid(format!("count must be from 1 to {MAX_BULK_ACCOUNTS}")).with("field", "count"));
-    }
-    let ids = match state.db.create_accounts(body.prefix, body.count).await {
+    let ids = match state.accounts.create_bulk(body.prefix, body.count).await {
         Ok(ids) => ids,
-        Err(err) if err.is_unique_violation() => {
+        Err(AccountsError::UsernameTaken) => {
             return Err(Problem::new(StatusCode::CONFLICT, "USERNAME_TAKEN", "accounts with that prefix exist"));
         }
-        Err(err) => return Err(Problem::backend(&err)),
+        Err(err) => return Err(err.into()),
     };
     let users = ids
         .into_iter()

@@ -1,4 +1,4 @@
-//! Accounts and tokens: register and login (argon2id hashes, checked on blocking threads), HS256 JWTs with an
+//! Accounts and tokens: register and login (the `Accounts` service checks the passwords), HS256 JWTs with an
 //! expiry, and the filters that turn a bearer token into the caller — or into a 401/403 problem.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use warp::{Filter, Rejection, Reply};
 use super::jwt::Hs256;
 use super::problem::Problem;
 use super::AppState;
-use crate::domain::{PasswordHash, PlainPassword, Role, Timestamp, UserId, Username};
+use crate::domain::{PlainPassword, Role, Timestamp, UserId, Username};
 
 /// Who is calling, as the token says.
 #[derive(Debug, Clone, Copy)]
@@ -101,35 +101,15 @@ pub struct Credentials {
 
 pub async fn register(state: Arc<AppState>, credentials: Credentials) -> Result<Response, Problem> {
     let Credentials { username, password } = credentials;
-    let hash =
-        tokio::task::spawn_blocking(move || PasswordHash::of(&password)).await.map_err(|err| Problem::backend(&err))?;
-    match state.db.create_account(username.clone(), hash, Role::Customer).await {
-        Ok(user_id) => {
-            let body = serde_json::json!({ "user_id": user_id, "username": username });
-            Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
-        }
-        Err(err) if err.is_unique_violation() => {
-            Err(Problem::new(StatusCode::CONFLICT, "USERNAME_TAKEN", "that username is taken"))
-        }
-        Err(err) => Err(Problem::backend(&err)),
-    }
+    let user_id = state.accounts.register(username.clone(), password).await?;
+    let body = serde_json::json!({ "user_id": user_id, "username": username });
+    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
 }
 
 pub async fn login(state: Arc<AppState>, credentials: Credentials) -> Result<Response, Problem> {
     let Credentials { username, password } = credentials;
-    let account = state.db.account(username).await.map_err(|err| Problem::backend(&err))?;
-    let (stored, identity) = match account {
-        Some(account) => (account.password_hash, Some((account.id, account.role))),
-        None => (None, None),
-    };
-    // Verify even when there is no such account, so the answer's timing does not tell which names exist.
-    let stored = stored.unwrap_or_else(|| PasswordHash::clone(&state.decoy_hash));
-    let matches =
-        tokio::task::spawn_blocking(move || stored.verify(&password)).await.map_err(|err| Problem::backend(&err))?;
-    match identity {
-        Some((user, role)) if matches => Ok(warp::reply::json(&state.tokens.issue(user, role)?).into_response()),
-        _ => Err(Problem::unauthorized("invalid username or password")),
-    }
+    let (user, role) = state.accounts.login(username, password).await?;
+    Ok(warp::reply::json(&state.tokens.issue(user, role)?).into_response())
 }
 
 #[cfg(test)]

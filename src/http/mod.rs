@@ -1,5 +1,6 @@
-//! The HTTP surface (warp). Routes parse requests into domain types, ask the engine, and map the answer; every
-//! failure becomes `application/problem+json`. Route groups are boxed to keep compile times sane.
+//! The HTTP surface (warp). Routes parse requests into domain types, ask the engine or the accounts service, and
+//! map the answer; every failure becomes `application/problem+json`. Route groups are boxed to keep compile times
+//! sane.
 
 mod admin;
 mod auth;
@@ -22,20 +23,18 @@ use warp::{Filter, Rejection, Reply};
 pub use auth::Tokens;
 pub use problem::Problem;
 
+use crate::accounts::Accounts;
 use crate::actors::Engine;
-use crate::domain::{PasswordHash, ShardCount};
-use crate::persistence::Database;
+use crate::domain::ShardCount;
 
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub db: Database,
+    pub accounts: Arc<Accounts>,
     pub tokens: Arc<Tokens>,
     pub default_shards: ShardCount,
     pub body_limit: u64,
-    /// Checked on logins for unknown names, so they take as long as real ones.
-    pub decoy_hash: Arc<PasswordHash>,
 }
 
 /// Every route of the service. Handlers share one `AppState` behind an `Arc`: cloning it for each request is one

@@ -7,6 +7,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use crate::accounts::AccountsError;
 use crate::actors::{EngineError, PurchaseError};
 use crate::domain::ParseError;
 
@@ -123,6 +124,17 @@ impl From<EngineError> for Problem {
         match err {
             EngineError::NotFound => Problem::not_found("no such product"),
             other => Problem::backend(&other),
+        }
+    }
+}
+
+impl From<AccountsError> for Problem {
+    fn from(err: AccountsError) -> Self {
+        match err {
+            AccountsError::UsernameTaken => Problem::new(StatusCode::CONFLICT, "USERNAME_TAKEN", err.to_string()),
+            AccountsError::InvalidCredentials => Problem::unauthorized(err.to_string()),
+            AccountsError::InvalidCount { .. } => Problem::invalid(err.to_string()).with("field", "count"),
+            AccountsError::Database(_) | AccountsError::Hashing(_) => Problem::backend(&err),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! every store is written once; the rare statement whose SQL differs goes through `per_backend!`.
 //!
 //! Diesel is blocking, so every use goes through `Database::run`, which takes a pooled connection on tokio's
-//! blocking threads and never on an async worker.
+//! blocking threads and never on an async worker. The connection type and the methods that hand it out are visible
+//! inside `persistence` only: the layers above ask the stores' methods, and never hold a connection.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 #[derive(diesel::MultiConnection)]
-pub enum AnyConnection {
+pub(in crate::persistence) enum AnyConnection {
     Postgresql(PgConnection),
     Sqlite(SqliteConnection),
 }
@@ -28,7 +29,7 @@ macro_rules! per_backend {
         }
     };
 }
-pub(crate) use per_backend;
+pub(in crate::persistence) use per_backend;
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -89,7 +90,7 @@ impl Target {
 
 /// r2d2 manager that opens the backend the URL names.
 #[derive(Debug)]
-pub struct Manager(Target);
+pub(in crate::persistence) struct Manager(Target);
 
 impl ManageConnection for Manager {
     type Connection = AnyConnection;
@@ -154,13 +155,13 @@ impl Database {
         Ok(applied.iter().map(ToString::to_string).collect())
     }
 
-    /// Whether the database answers.
+    /// Whether the database answers: a pooled connection, checked on a blocking thread.
     pub async fn ping(&self) -> Result<(), DbError> {
         self.run(|_| Ok(())).await
     }
 
     /// Runs `work`, which only reads, with a pooled connection on a blocking thread.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
+    pub(in crate::persistence) async fn run<T, F>(&self, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
@@ -169,7 +170,7 @@ impl Database {
     }
 
     /// Runs `work`, which writes, with a pooled connection on a blocking thread, in turn with other writers.
-    pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    pub(in crate::persistence) async fn write<T, F>(&self, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
@@ -179,7 +180,10 @@ impl Database {
 
     /// Runs `work`, which writes, on the calling thread, in turn with other writers: for a thread of its own that
     /// may block, such as the journal writer's, which then needs no hop to the blocking pool and back.
-    pub fn write_blocking<T>(&self, work: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>) -> Result<T, DbError> {
+    pub(in crate::persistence) fn write_blocking<T>(
+        &self,
+        work: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         with_connection(&self.pool, self.write_turn.as_deref(), work)
     }
 

@@ -18,4 +18,4 @@ pub use journal::{
 };
 pub use redis_snapshots::RedisSnapshots;
 pub use snapshots::{SnapshotError, SnapshotStore, SqlSnapshots};
-pub use users::{Account, MAX_BULK_ACCOUNTS};
+pub use users::Account;

@@ -16,9 +16,6 @@ pub struct Account {
     pub password_hash: Option<PasswordHash>,
 }
 
-/// Most accounts one `create_accounts` call makes.
-pub const MAX_BULK_ACCOUNTS: usize = 10_000;
-
 impl Database {
     /// Creates an account; a taken name is `DbError::is_unique_violation`.
     pub async fn create_account(&self, name: Username, hash: PasswordHash, role: Role) -> Result<UserId, DbError> {
