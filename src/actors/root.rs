@@ -164,9 +164,7 @@ impl RootState {
                     linger: settings.journal_linger,
                 };
                 let (writer, _) = Actor::spawn_linked(None, JournalWriter, writer_args, supervisor).await?;
-                let cell = writer.get_cell();
-                self.writer = Some(writer);
-                cell
+                self.writer.insert(writer).get_cell()
             }
             Child::OrderProjector => {
                 let projector_args = ProjectorArgs {
@@ -180,9 +178,7 @@ impl RootState {
                     retry: settings.supervision,
                 };
                 let (projector, _) = Actor::spawn_linked(None, OrderProjector, projector_args, supervisor).await?;
-                let cell = projector.get_cell();
-                self.projector = Some(projector);
-                cell
+                self.projector.insert(projector).get_cell()
             }
             Child::Products => {
                 let supervisor_args = SupervisorArgs {
@@ -192,9 +188,7 @@ impl RootState {
                     policy: settings.supervision,
                 };
                 let (products, _) = Actor::spawn_linked(None, ProductSupervisor, supervisor_args, supervisor).await?;
-                let cell = products.get_cell();
-                self.products = Some(products);
-                cell
+                self.products.insert(products).get_cell()
             }
         };
         self.children.insert(cell.get_id(), child);

@@ -1,5 +1,6 @@
 //! What the journal records. Events are versioned JSON (`"v": 1`) so that a later release can still read what an
-//! earlier one wrote.
+//! earlier one wrote — and so that this release refuses, by name, a version it does not know, rather than reading
+//! it as if it were its own.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,20 @@ pub struct Reservation {
 pub struct Voided {
     pub order_id: OrderId,
     pub product_id: ProductId,
+}
+
+/// The version of the events this release writes, and the only one it reads.
+const VERSION: u32 = 1;
+
+/// Why a stored event could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("event version {0} is unknown to this release, which reads version {VERSION}")]
+    UnknownVersion(u64),
+    #[error("event has no version (\"v\")")]
+    NoVersion,
+    #[error("event is not valid: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// One fact about a product's stock.
@@ -58,15 +73,24 @@ impl JournalEvent {
     pub fn to_json(&self) -> String {
         #[derive(Serialize)]
         struct Stored<'a> {
-            v: u8,
+            v: u32,
             #[serde(flatten)]
             event: &'a JournalEvent,
         }
-        serde_json::to_string(&Stored { v: 1, event: self }).unwrap_or_default()
+        serde_json::to_string(&Stored { v: VERSION, event: self }).unwrap_or_default()
     }
 
-    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+    /// An event as stored, if its version is the one this release reads.
+    pub fn from_json(text: &str) -> Result<Self, EventError> {
+        #[derive(Deserialize)]
+        struct Versioned {
+            v: Option<u64>,
+        }
+        match serde_json::from_str::<Versioned>(text)?.v {
+            Some(v) if v == u64::from(VERSION) => Ok(serde_json::from_str(text)?),
+            Some(v) => Err(EventError::UnknownVersion(v)),
+            None => Err(EventError::NoVersion),
+        }
     }
 }
 
@@ -100,5 +124,18 @@ mod tests {
         assert!(void.to_json().contains("\"type\":\"voided\""));
         assert_eq!(JournalEvent::from_json(&void.to_json()).unwrap(), void);
         assert_eq!(void.undo(), void, "a void that failed is written again, not undone");
+    }
+
+    #[test]
+    fn an_event_of_an_unknown_version_is_refused_by_name_never_read_as_ours() {
+        let ours =
+            JournalEvent::Voided(Voided { order_id: OrderId::generate(), product_id: ProductId::try_from(3).unwrap() });
+        let theirs = ours.to_json().replace("\"v\":1", "\"v\":2");
+        let refused = JournalEvent::from_json(&theirs).unwrap_err();
+        assert!(matches!(refused, EventError::UnknownVersion(2)));
+        assert_eq!(refused.to_string(), "event version 2 is unknown to this release, which reads version 1");
+        let unversioned = ours.to_json().replace("\"v\":1,", "");
+        assert!(matches!(JournalEvent::from_json(&unversioned), Err(EventError::NoVersion)));
+        assert!(matches!(JournalEvent::from_json("{\"v\":1,\"type\":\"teleported\"}"), Err(EventError::Json(_))));
     }
 }

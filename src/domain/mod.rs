@@ -11,7 +11,7 @@ mod quantity;
 
 pub use account::{PasswordHash, PlainPassword, Role, Username};
 pub use clock::Timestamp;
-pub use events::{JournalEvent, Recorded, Reservation, Voided};
+pub use events::{EventError, JournalEvent, Recorded, Reservation, Voided};
 pub use ids::{IdempotencyKey, OrderId, Position, ProductId, UserId};
 pub use order::{Order, OrderStatus, StockSnapshot};
 pub use parse::ParseError;

@@ -359,6 +359,29 @@ mod tests {
         assert_eq!(read, ours_expected);
     }
 
+    #[tokio::test]
+    async fn an_event_of_an_unknown_version_stops_a_replay_with_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            Database::connect(&format!("sqlite://{}", dir.path().join("j.db").display()), 2, Duration::from_secs(5))
+                .unwrap();
+        db.migrate().unwrap();
+        let journal = SqlJournal::new(db.clone());
+        let product = ProductId::try_from(1).unwrap();
+        journal.append(&[reservation(product, 1)]).unwrap();
+        let from_the_future = reservation(product, 2).to_json().replace("\"v\":1", "\"v\":7");
+        db.write(move |conn| {
+            let row = (journal::position.eq(2), journal::product_id.eq(1), journal::payload.eq(from_the_future));
+            Ok(diesel::insert_into(journal::table).values(row).execute(conn)?)
+        })
+        .await
+        .unwrap();
+
+        let refused = journal.read_product(product, Position::new(0), 100).await.unwrap_err();
+        assert!(matches!(&refused, JournalError::Corrupt { position, .. } if *position == Position::new(2)));
+        assert!(refused.to_string().contains("event version 7 is unknown"), "{refused}");
+    }
+
     #[test]
     fn a_failed_commit_counts_only_if_every_row_landed() {
         assert!(settle(Ok(()), 3, || unreachable!("a clean commit is not re-checked")).is_ok());

@@ -182,6 +182,17 @@ mod tests {
         engine.shutdown().await;
     }
 
+    /// Kills the root's child that takes `M` messages and waits until the root has started a new one.
+    async fn kill_and_await_restart<M: ractor::Message>(engine: &Engine) {
+        let old = child::<M>(engine).expect("the child runs");
+        old.kill();
+        until("the root starts a new one", || {
+            let restarted = child::<M>(engine).is_some_and(|now| now.get_id() != old.get_id());
+            async move { restarted }
+        })
+        .await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_journal_writer_that_stops_is_restarted_by_the_root_and_sales_go_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -189,12 +200,8 @@ mod tests {
         let product = open_sale(&engine, 50).await;
         assert!(engine.purchase(product, user(1), one(), None).await.is_ok());
 
-        let writer = child::<WriterMsg>(&engine).expect("a journal writer runs");
-        writer.kill();
-        until("a new journal writer runs", || async {
-            child::<WriterMsg>(&engine).is_some_and(|now| now.get_id() != writer.get_id()) && engine.is_ready().await
-        })
-        .await;
+        kill_and_await_restart::<WriterMsg>(&engine).await;
+        until("the service is ready again", || engine.is_ready()).await;
 
         assert_eq!(engine.tree_restarts().await.unwrap(), 1);
         assert!(engine.purchase(product, user(2), one(), None).await.is_ok(), "appends reach the new committer");
@@ -209,12 +216,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(&dir, Journal::whole, settings()).await;
         let product = open_sale(&engine, 50).await;
-        let projector = child::<ProjectorMsg>(&engine).expect("an order projector runs");
-        projector.kill();
-        until("a new order projector runs", || async {
-            child::<ProjectorMsg>(&engine).is_some_and(|now| now.get_id() != projector.get_id())
-        })
-        .await;
+        kill_and_await_restart::<ProjectorMsg>(&engine).await;
 
         for buyer in 1..=5 {
             assert!(engine.purchase(product, user(buyer), one(), None).await.is_ok());

@@ -428,6 +428,19 @@ mod tests {
         Running { appender, journal, commits, exited }
     }
 
+    impl Running {
+        /// Connects a new committer to the same appender and journal, as a restarted writer does.
+        async fn restart(&self) {
+            let config = CommitterConfig {
+                journal: self.journal.clone(),
+                listener: self.commits.clone(),
+                max_batch: 10,
+                linger: Duration::ZERO,
+            };
+            self.appender.connect(config, |_| {}).await.unwrap();
+        }
+    }
+
     async fn flushed(appender: &Appender) {
         let (reply, answer) = ractor::concurrency::oneshot();
         appender.flush(reply.into());
@@ -566,13 +579,7 @@ mod tests {
 
         // The next committer pays the dead one's debts first: here none remain, since the void went out with the
         // first batch after the failure; a committer that dies right after a failure hands its voids on.
-        let config = CommitterConfig {
-            journal: running.journal.clone(),
-            listener: running.commits.clone(),
-            max_batch: 10,
-            linger: Duration::ZERO,
-        };
-        running.appender.connect(config, |_| {}).await.unwrap();
+        running.restart().await;
         running.appender.append(event(), ack(&to)).unwrap();
         flushed(&running.appender).await;
         assert_eq!(to.outcomes().last(), Some(&Ok(Position::new(appended as i64 + 1))));
@@ -588,13 +595,7 @@ mod tests {
         assert_eq!(running.exited.recv_timeout(Duration::from_secs(10)), Ok(false));
         running.journal.fail.store(false, Ordering::SeqCst);
 
-        let config = CommitterConfig {
-            journal: running.journal.clone(),
-            listener: running.commits.clone(),
-            max_batch: 10,
-            linger: Duration::ZERO,
-        };
-        running.appender.connect(config, |_| {}).await.unwrap();
+        running.restart().await;
         running.appender.append(event(), ack(&to)).unwrap();
         flushed(&running.appender).await;
         let batches = running.journal.batches.lock().unwrap();
