@@ -65,6 +65,7 @@ pub async fn projector(state: Arc<AppState>, _: Caller) -> Result<Response, Prob
         "lag": lag,
         "caught_up": lag == 0,
         "product_restarts": state.engine.restarts().await?,
+        "tree_restarts": state.engine.tree_restarts().await?,
     });
     Ok(warp::reply::json(&body).into_response())
 }

@@ -113,9 +113,7 @@ impl Engine {
 
     /// Flushes the journal's open batch, snapshots every product and stops the actors.
     pub async fn shutdown(&self) {
-        let flushed = ractor::concurrency::oneshot();
-        self.appender.flush(flushed.0.into());
-        if tokio::time::timeout(Duration::from_secs(10), flushed.1).await.is_err() {
+        if !tokio::time::timeout(Duration::from_secs(10), self.appender.flushed()).await.unwrap_or(false) {
             tracing::warn!("journal writer did not flush before shutdown");
         }
         for handle in self.catalog.all() {
@@ -145,7 +143,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{child, engine, open_sale, restart_product, settings, until};
+    use super::testing::{child, engine, open_sale, restart_product, settings, slow, until};
     use super::*;
     use crate::actors::journal::{Ack, Outcome, Recipient, WriterMsg};
     use crate::actors::orders::projector::ProjectorMsg;
@@ -179,6 +177,27 @@ mod tests {
             assert!(engine.purchase(product, user(buyer), one(), None).await.is_ok());
         }
         assert_eq!(engine.restarts().await.unwrap(), 1);
+        engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_product_restarted_while_its_reservation_is_in_flight_counts_it_once_it_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir, slow(Duration::from_millis(500)), settings()).await;
+        let product = open_sale(&engine, 1).await;
+
+        let buying = engine.purchase(product, user(1), one(), None);
+        let restarting = async {
+            until("the reservation is in flight", || async { engine.product(product).unwrap().available == 0 }).await;
+            restart_product(&engine, product).await;
+        };
+        let (first, ()) = tokio::join!(buying, restarting);
+        assert_eq!(first, Err(PurchaseError::Unavailable), "the old shard went away before the answer came");
+
+        let view = engine.inspect(product).await.unwrap();
+        assert_eq!((view.reserved, view.summary.available), (1, 0), "the restarted product waited for it to land");
+        assert!(view.invariant_holds);
+        assert_eq!(engine.purchase(product, user(2), one(), None).await, Err(PurchaseError::SoldOut), "not sold twice");
         engine.shutdown().await;
     }
 

@@ -36,6 +36,24 @@ impl JournalAppend for FlakyAppend {
     }
 }
 
+/// Appends like the SQL journal it wraps, each batch only after `delay`: its reservations stay in flight that long.
+pub struct SlowAppend {
+    delay: Duration,
+    inner: SqlJournal,
+}
+
+impl JournalAppend for SlowAppend {
+    fn append(&self, events: &[JournalEvent]) -> Result<Vec<Position>, JournalError> {
+        std::thread::sleep(self.delay);
+        self.inner.append(events)
+    }
+}
+
+/// The SQL journal, every append taking `delay`.
+pub fn slow(delay: Duration) -> impl FnOnce(SqlJournal) -> Journal {
+    move |sql| Journal { append: Arc::new(SlowAppend { delay, inner: sql.clone() }), ..Journal::whole(sql) }
+}
+
 /// The SQL journal, with the first `failures` appends refused (`lands`: written all the same).
 pub fn flaky(failures: usize, lands: bool) -> impl FnOnce(SqlJournal) -> Journal {
     move |sql| Journal {

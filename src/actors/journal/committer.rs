@@ -144,6 +144,13 @@ impl Appender {
         }
     }
 
+    /// Waits until everything handed in so far has been appended or refused; false if the answer was lost.
+    pub async fn flushed(&self) -> bool {
+        let (reply, answer) = ractor::concurrency::oneshot();
+        self.flush(reply.into());
+        answer.await.is_ok()
+    }
+
     /// Asks the running committer to finish what was handed in and stop.
     pub fn close(&self) {
         let _ = self.line.sender.load().send(Command::Close);
@@ -441,12 +448,6 @@ mod tests {
         }
     }
 
-    async fn flushed(appender: &Appender) {
-        let (reply, answer) = ractor::concurrency::oneshot();
-        appender.flush(reply.into());
-        answer.await.expect("a flush is always answered");
-    }
-
     #[test]
     fn each_recipient_hears_once_per_batch_about_its_own_events_in_order() {
         let (first, second) = (Arc::new(Listener::default()), Arc::new(Listener::default()));
@@ -476,7 +477,7 @@ mod tests {
             running.appender.append(event(), ack(&to)).unwrap();
         }
         release.send(()).unwrap();
-        flushed(&running.appender).await;
+        assert!(running.appender.flushed().await, "a flush is always answered");
         assert_eq!(running.journal.sizes(), vec![1, 3, 1], "a full batch at once, then the rest");
         assert_eq!(*running.commits.0.lock().unwrap(), 5);
         assert!(to.outcomes().iter().all(Result::is_ok));
@@ -487,7 +488,7 @@ mod tests {
         let (release, held) = mpsc::channel();
         let journal = Journal { hold: Mutex::new(Some(held)), ..Journal::default() };
         let (running, to) = (start(journal, 10, Duration::ZERO).await, Arc::new(Listener::default()));
-        flushed(&running.appender).await;
+        assert!(running.appender.flushed().await, "a flush is always answered");
         running.appender.append(event(), ack(&to)).unwrap();
         let (reply, mut answer) = ractor::concurrency::oneshot();
         running.appender.flush(reply.into());
@@ -504,7 +505,7 @@ mod tests {
     async fn an_idle_committer_sleeps_on_its_channel_and_wakes_for_events_and_for_the_close() {
         let (running, to) = (start(Journal::default(), 10, Duration::ZERO).await, Arc::new(Listener::default()));
         running.appender.append(event(), ack(&to)).unwrap();
-        flushed(&running.appender).await;
+        assert!(running.appender.flushed().await, "a flush is always answered");
         // Answering that flush was the last thing the committer did before blocking on its channel for the next
         // command: it has nothing else to do. Give it the time to get there.
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -538,7 +539,7 @@ mod tests {
         let journal = Journal { panics: true, ..Journal::default() };
         let (running, to) = (start(journal, 10, Duration::ZERO).await, Arc::new(Listener::default()));
         running.appender.append(event(), ack(&to)).unwrap();
-        flushed(&running.appender).await;
+        assert!(running.appender.flushed().await, "a flush is always answered");
         assert_eq!(to.outcomes(), vec![Err(AppendFailed)]);
         assert!(running.appender.is_running());
     }
@@ -549,7 +550,7 @@ mod tests {
         let (running, to) = (start(journal, 1, Duration::ZERO).await, Arc::new(Listener::default()));
         // A failed append leaves a void owed.
         running.appender.append(event(), ack(&to)).unwrap();
-        flushed(&running.appender).await;
+        assert!(running.appender.flushed().await, "a flush is always answered");
         assert_eq!(to.outcomes(), vec![Err(AppendFailed)]);
         running.journal.fail.store(false, Ordering::SeqCst);
 
@@ -581,7 +582,7 @@ mod tests {
         // first batch after the failure; a committer that dies right after a failure hands its voids on.
         running.restart().await;
         running.appender.append(event(), ack(&to)).unwrap();
-        flushed(&running.appender).await;
+        assert!(running.appender.flushed().await, "a flush is always answered");
         assert_eq!(to.outcomes().last(), Some(&Ok(Position::new(appended as i64 + 1))));
     }
 
@@ -590,14 +591,14 @@ mod tests {
         let journal = Journal { fail: AtomicBool::new(true), ..Journal::default() };
         let (running, to) = (start(journal, 10, Duration::ZERO).await, Arc::new(Listener::default()));
         running.appender.append(event(), ack(&to)).unwrap();
-        flushed(&running.appender).await;
+        assert!(running.appender.flushed().await, "a flush is always answered");
         running.appender.close();
         assert_eq!(running.exited.recv_timeout(Duration::from_secs(10)), Ok(false));
         running.journal.fail.store(false, Ordering::SeqCst);
 
         running.restart().await;
         running.appender.append(event(), ack(&to)).unwrap();
-        flushed(&running.appender).await;
+        assert!(running.appender.flushed().await, "a flush is always answered");
         let batches = running.journal.batches.lock().unwrap();
         assert_eq!(batches.len(), 1);
         assert!(matches!(batches[0][0], JournalEvent::Voided(_)), "the owed void goes first");

@@ -3,7 +3,7 @@
 //! decides about the central pool: grants to dry shards, reclaims before a sell-out, reopening. It also takes
 //! snapshots and answers inspections. It calls its shards (surrender, counts, snapshot) but shards only ever cast
 //! to it, so the two can never wait on each other. A shard's failure fails the product, whose supervisor restarts
-//! it from the journal.
+//! it from the journal once everything the old incarnation handed to the journal writer has settled.
 
 pub mod book;
 pub mod pool;
@@ -111,6 +111,11 @@ impl Actor for ProductActor {
         ProductArgs { product, deps, gauges }: ProductArgs,
     ) -> Result<ProductState, ActorProcessingErr> {
         let started = Instant::now();
+        // A previous incarnation's reservations may still be in the writer's batch: once they are durable (or
+        // refused), the journal holds all of this product's history, and none of its units is sold twice.
+        if !deps.writer.flushed().await {
+            return Err("the journal writer did not answer a flush before recovery".into());
+        }
         let recovered = recovery::recover(&product, deps.journal.as_ref(), deps.snapshots.as_ref()).await?;
         let stock = u64::from(product.draft.stock.get());
         let taken: u64 = recovered.reservations.iter().map(|r| u64::from(r.quantity.get())).sum();
