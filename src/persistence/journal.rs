@@ -335,13 +335,18 @@ mod tests {
         })
     }
 
+    /// A migrated SQLite file of the test's own, alive as long as the folder.
+    fn scratch() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("j.db").display());
+        let db = Database::connect(&url, 2, Duration::from_secs(5)).unwrap();
+        db.migrate().unwrap();
+        (dir, db)
+    }
+
     #[tokio::test]
     async fn batches_of_every_size_land_whole_in_order_and_read_back_per_product() {
-        let dir = tempfile::tempdir().unwrap();
-        let db =
-            Database::connect(&format!("sqlite://{}", dir.path().join("j.db").display()), 2, Duration::from_secs(5))
-                .unwrap();
-        db.migrate().unwrap();
+        let (_dir, db) = scratch();
         let journal = SqlJournal::new(db);
         let (ours, theirs) = (ProductId::try_from(1).unwrap(), ProductId::try_from(2).unwrap());
         let (mut appended, mut ours_expected) = (0, Vec::new());
@@ -361,11 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_of_an_unknown_version_stops_a_replay_with_an_error_that_names_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let db =
-            Database::connect(&format!("sqlite://{}", dir.path().join("j.db").display()), 2, Duration::from_secs(5))
-                .unwrap();
-        db.migrate().unwrap();
+        let (_dir, db) = scratch();
         let journal = SqlJournal::new(db.clone());
         let product = ProductId::try_from(1).unwrap();
         journal.append(&[reservation(product, 1)]).unwrap();
