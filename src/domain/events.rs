@@ -31,6 +31,9 @@ pub struct Voided {
 /// The version of the events this release writes, and the only one it reads.
 const VERSION: u32 = 1;
 
+/// How a stored event of `VERSION` begins.
+const VERSION_PREFIX: &[u8] = b"{\"v\":1";
+
 /// Why a stored event could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -69,15 +72,17 @@ impl JournalEvent {
         }
     }
 
-    /// The event as stored: `{"v":1,"type":"reserved",...}`.
+    /// The event as stored: `{"v":1,"type":"reserved",...}`. Written as the version, then the tagged event with its
+    /// opening brace turned into the comma: the bytes serde's `flatten` would write, without the map serializer
+    /// `flatten` goes through, which made most of the cost of encoding an event on the journal writer's thread.
     pub fn to_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Stored<'a> {
-            v: u32,
-            #[serde(flatten)]
-            event: &'a JournalEvent,
+        let mut json = Vec::with_capacity(320);
+        json.extend_from_slice(VERSION_PREFIX);
+        if serde_json::to_writer(&mut json, self).is_err() {
+            return String::new();
         }
-        serde_json::to_string(&Stored { v: VERSION, event: self }).unwrap_or_default()
+        json[VERSION_PREFIX.len()] = b',';
+        String::from_utf8(json).unwrap_or_default()
     }
 
     /// An event as stored, if its version is the one this release reads.
@@ -124,6 +129,35 @@ mod tests {
         assert!(void.to_json().contains("\"type\":\"voided\""));
         assert_eq!(JournalEvent::from_json(&void.to_json()).unwrap(), void);
         assert_eq!(void.undo(), void, "a void that failed is written again, not undone");
+    }
+
+    #[test]
+    fn events_are_stored_exactly_as_serde_flattens_them_under_their_version() {
+        #[derive(Serialize)]
+        struct Flattened<'a> {
+            v: u32,
+            #[serde(flatten)]
+            event: &'a JournalEvent,
+        }
+        assert_eq!(VERSION_PREFIX, format!("{{\"v\":{VERSION}").as_bytes());
+        let reservation = Reservation {
+            order_id: OrderId::generate(),
+            product_id: ProductId::try_from(3).unwrap(),
+            user_id: UserId::try_from(9).unwrap(),
+            quantity: Quantity::try_from(2).unwrap(),
+            idempotency_key: Some(IdempotencyKey::try_from("k-1".to_owned()).unwrap()),
+            reserved_at: Timestamp::from_millis(5),
+            pay_before: Timestamp::from_millis(9),
+        };
+        let unkeyed = Reservation { idempotency_key: None, ..reservation.clone() };
+        for event in [
+            JournalEvent::Reserved(reservation),
+            JournalEvent::Reserved(unkeyed.clone()),
+            JournalEvent::Reserved(unkeyed).undo(),
+        ] {
+            let flattened = serde_json::to_string(&Flattened { v: VERSION, event: &event }).unwrap();
+            assert_eq!(event.to_json(), flattened);
+        }
     }
 
     #[test]
