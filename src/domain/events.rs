@@ -110,9 +110,9 @@ pub struct Recorded {
 mod tests {
     use super::*;
 
-    #[test]
-    fn events_round_trip_with_a_version() {
-        let event = JournalEvent::Reserved(Reservation {
+    /// Two units of product 3 for user 9, with an idempotency key.
+    fn reservation() -> Reservation {
+        Reservation {
             order_id: OrderId::generate(),
             product_id: ProductId::try_from(3).unwrap(),
             user_id: UserId::try_from(9).unwrap(),
@@ -120,7 +120,12 @@ mod tests {
             idempotency_key: Some(IdempotencyKey::try_from("k-1".to_owned()).unwrap()),
             reserved_at: Timestamp::from_millis(5),
             pay_before: Timestamp::from_millis(9),
-        });
+        }
+    }
+
+    #[test]
+    fn events_round_trip_with_a_version() {
+        let event = JournalEvent::Reserved(reservation());
         let json = event.to_json();
         assert!(json.contains("\"v\":1"));
         assert!(json.contains("\"type\":\"reserved\""));
@@ -140,15 +145,7 @@ mod tests {
             event: &'a JournalEvent,
         }
         assert_eq!(VERSION_PREFIX, format!("{{\"v\":{VERSION}").as_bytes());
-        let reservation = Reservation {
-            order_id: OrderId::generate(),
-            product_id: ProductId::try_from(3).unwrap(),
-            user_id: UserId::try_from(9).unwrap(),
-            quantity: Quantity::try_from(2).unwrap(),
-            idempotency_key: Some(IdempotencyKey::try_from("k-1".to_owned()).unwrap()),
-            reserved_at: Timestamp::from_millis(5),
-            pay_before: Timestamp::from_millis(9),
-        };
+        let reservation = reservation();
         let unkeyed = Reservation { idempotency_key: None, ..reservation.clone() };
         for event in [
             JournalEvent::Reserved(reservation),
