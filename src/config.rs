@@ -64,6 +64,7 @@ pub struct KafkaSettings {
     pub group: String,
     pub delivery_timeout_ms: u64,
     pub request_timeout_ms: u64,
+    pub connect_wait_ms: u64,
     pub linger_ms: u64,
 }
 
@@ -77,6 +78,7 @@ impl KafkaSettings {
             group: self.group.clone(),
             delivery_timeout: Duration::from_millis(self.delivery_timeout_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            connect_wait: Duration::from_millis(self.connect_wait_ms),
             linger: Duration::from_millis(self.linger_ms),
         }
     }

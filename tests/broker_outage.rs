@@ -23,10 +23,14 @@ struct PrivateBroker {
 
 impl PrivateBroker {
     async fn start() -> Self {
-        let mut broker =
-            Self { dir: tempfile::tempdir().expect("temp dir"), port: free_port(), server: Server::default() };
+        let mut broker = Self::unstarted();
         broker.resume().await;
         broker
+    }
+
+    /// A broker with its port and storage chosen, not running yet.
+    fn unstarted() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir"), port: free_port(), server: Server::default() }
     }
 
     fn address(&self) -> String {
@@ -118,5 +122,21 @@ async fn a_broker_outage_refuses_cleanly_and_sales_resume_by_themselves() {
     let view = app.admin_view(product).await;
     assert_eq!((view["reserved"].as_u64(), view["available"].as_u64()), (Some(100), Some(0)), "{view}");
     assert_eq!(view["invariant_holds"].as_bool(), Some(true));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_started_before_its_broker_waits_for_it() {
+    let mut broker = PrivateBroker::unstarted();
+    let mut scratch = Scratch::new(common::Backend::Production);
+    scratch.set("journal.kafka.brokers", &broker.address());
+    scratch.set("journal.kafka.request_timeout_ms", "1000");
+    let (app, ()) = tokio::join!(common::start_on(scratch), async {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        broker.resume().await;
+    });
+    let product = app.create_product(5, 1, 1).await;
+    let (_, token) = &app.customers(1).await[0];
+    assert_eq!(app.purchase(product, token, None, 1).await.status, StatusCode::ACCEPTED);
     app.stop().await;
 }

@@ -86,6 +86,8 @@ pub struct KafkaConfig {
     pub delivery_timeout: Duration,
     /// Bound on metadata, offset and read requests.
     pub request_timeout: Duration,
+    /// How long a start waits for the broker to answer (a service started beside its broker waits for it).
+    pub connect_wait: Duration,
     pub linger: Duration,
 }
 

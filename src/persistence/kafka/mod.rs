@@ -34,10 +34,27 @@ impl From<KafkaError> for JournalError {
     }
 }
 
-/// Connects the journal's three roles: creates the topic if it does not exist and learns its partition count.
+/// Connects the journal's three roles: creates the topic if it does not exist and learns its partition count. A broker
+/// that does not answer yet (one started beside the service, still opening its storage) is asked again, with growing
+/// pauses, for `connect_wait`.
 pub async fn connect(config: KafkaConfig) -> Result<Journal, JournalError> {
-    ensure_topic(&config).await?;
-    let probe: BaseConsumer = consumer_config(&config).create()?;
+    let deadline = tokio::time::Instant::now() + config.connect_wait;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match try_connect(&config).await {
+            Err(JournalError::Unavailable(reason)) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(%reason, retry_in_ms = pause.as_millis() as u64, "the journal's broker does not answer yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            connected => return connected,
+        }
+    }
+}
+
+async fn try_connect(config: &KafkaConfig) -> Result<Journal, JournalError> {
+    ensure_topic(config).await?;
+    let probe: BaseConsumer = consumer_config(config).create()?;
     let partitions = blocking({
         let (topic, timeout) = (config.topic.clone(), config.request_timeout);
         move || partition_count(&probe, &topic, timeout)
@@ -50,7 +67,7 @@ pub async fn connect(config: KafkaConfig) -> Result<Journal, JournalError> {
     Ok(Journal {
         append: std::sync::Arc::new(ProducerSession::new(config.clone(), partitions)?),
         replay: std::sync::Arc::new(RecoveryReader::new(config.clone(), partitions)?),
-        projection: std::sync::Arc::new(GroupProjection::new(config, partitions)?),
+        projection: std::sync::Arc::new(GroupProjection::new(config.clone(), partitions)?),
     })
 }
 
