@@ -12,7 +12,9 @@ use common::{eventually, free_port, Backend, Scratch, Server};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use seckill::config::SnapshotBackend;
-use seckill::domain::{OrderId, Position, ProductId, Quantity, Reservation, StockSnapshot, Timestamp, UserId};
+use seckill::domain::{
+    OrderId, OrderSteps, Position, ProductId, Quantity, Reservation, Step, StepAt, StockSnapshot, Timestamp, UserId,
+};
 use seckill::persistence::{RedisSnapshots, SnapshotStore};
 
 /// A Redis server of this test's own, so stopping it disturbs nobody else.
@@ -55,12 +57,18 @@ impl PrivateRedis {
     }
 }
 
+/// One reservation, cancelled and released.
 fn snapshot() -> StockSnapshot {
     let now = Timestamp::now();
+    let order_id = OrderId::generate();
     StockSnapshot {
         position: Position::new(42),
+        steps: vec![OrderSteps {
+            order_id,
+            steps: vec![StepAt { step: Step::Cancelled, at: now }, StepAt { step: Step::Released, at: now }],
+        }],
         reservations: vec![Arc::new(Reservation {
-            order_id: OrderId::generate(),
+            order_id,
             product_id: ProductId::try_from(1).unwrap(),
             user_id: UserId::try_from(5).unwrap(),
             quantity: Quantity::try_from(2).unwrap(),

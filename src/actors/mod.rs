@@ -18,7 +18,9 @@ mod root;
 mod sale;
 mod supervision;
 
-pub use engine::{AdminView, Engine, EngineError, EngineSettings, ProductSummary, PurchaseError, SnapshotHealth};
+pub use engine::{
+    AdminView, Engine, EngineError, EngineSettings, OrderStepError, ProductSummary, PurchaseError, SnapshotHealth,
+};
 pub use orders::projector::ProjectorStatus;
 pub use sale::product::snapshot_clock::SnapshotPolicy;
 pub use sale::shard::book::{Receipt, ShardCounts};

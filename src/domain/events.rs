@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{IdempotencyKey, OrderId, Position, ProductId, Quantity, Timestamp, UserId};
+use super::{IdempotencyKey, OrderId, Position, ProductId, Quantity, Step, Timestamp, UserId};
 
 /// Units taken from a product's stock for one user, awaiting payment until `pay_before`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,25 @@ pub struct Reservation {
 pub struct Voided {
     pub order_id: OrderId,
     pub product_id: ProductId,
+}
+
+/// A step of an order's life after its reservation (which step is the event's type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStep {
+    pub order_id: OrderId,
+    pub product_id: ProductId,
+    pub user_id: UserId,
+    pub at: Timestamp,
+}
+
+/// A step whose append was reported failed, so the order was left where it stood. Like a void, it is journaled
+/// before anything else of the product is acknowledged, in case the step landed after all: whoever reads the journal
+/// takes the step back if it is where the order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    pub order_id: OrderId,
+    pub product_id: ProductId,
+    pub step: Step,
 }
 
 /// The version of the events this release writes, and the only one it reads.
@@ -51,24 +70,81 @@ pub enum EventError {
 pub enum JournalEvent {
     Reserved(Reservation),
     Voided(Voided),
+    Paid(OrderStep),
+    Expired(OrderStep),
+    Cancelled(OrderStep),
+    Released(OrderStep),
+    RefundRequested(OrderStep),
+    Refunded(OrderStep),
+    Revoked(Revoked),
 }
 
 impl JournalEvent {
+    /// The event recording `step` of an order.
+    pub fn of_step(step: Step, order: OrderStep) -> Self {
+        match step {
+            Step::Paid => JournalEvent::Paid(order),
+            Step::Expired => JournalEvent::Expired(order),
+            Step::Cancelled => JournalEvent::Cancelled(order),
+            Step::Released => JournalEvent::Released(order),
+            Step::RefundRequested => JournalEvent::RefundRequested(order),
+            Step::Refunded => JournalEvent::Refunded(order),
+        }
+    }
+
+    /// The order step this event records, if it records one.
+    pub fn step(&self) -> Option<(Step, &OrderStep)> {
+        match self {
+            JournalEvent::Paid(order) => Some((Step::Paid, order)),
+            JournalEvent::Expired(order) => Some((Step::Expired, order)),
+            JournalEvent::Cancelled(order) => Some((Step::Cancelled, order)),
+            JournalEvent::Released(order) => Some((Step::Released, order)),
+            JournalEvent::RefundRequested(order) => Some((Step::RefundRequested, order)),
+            JournalEvent::Refunded(order) => Some((Step::Refunded, order)),
+            JournalEvent::Reserved(_) | JournalEvent::Voided(_) | JournalEvent::Revoked(_) => None,
+        }
+    }
+
     pub fn product_id(&self) -> ProductId {
         match self {
             JournalEvent::Reserved(reservation) => reservation.product_id,
             JournalEvent::Voided(voided) => voided.product_id,
+            JournalEvent::Revoked(revoked) => revoked.product_id,
+            JournalEvent::Paid(order)
+            | JournalEvent::Expired(order)
+            | JournalEvent::Cancelled(order)
+            | JournalEvent::Released(order)
+            | JournalEvent::RefundRequested(order)
+            | JournalEvent::Refunded(order) => order.product_id,
         }
     }
 
-    /// What must be journaled if this event's append is reported failed: a reservation is voided, and a void
-    /// is simply written again.
+    /// The order the event is about.
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            JournalEvent::Reserved(reservation) => reservation.order_id,
+            JournalEvent::Voided(voided) => voided.order_id,
+            JournalEvent::Revoked(revoked) => revoked.order_id,
+            JournalEvent::Paid(order)
+            | JournalEvent::Expired(order)
+            | JournalEvent::Cancelled(order)
+            | JournalEvent::Released(order)
+            | JournalEvent::RefundRequested(order)
+            | JournalEvent::Refunded(order) => order.order_id,
+        }
+    }
+
+    /// What must be journaled if this event's append is reported failed: a reservation is voided, a step revoked,
+    /// and a void or a revocation is simply written again.
     pub fn undo(&self) -> JournalEvent {
+        if let Some((step, order)) = self.step() {
+            return JournalEvent::Revoked(Revoked { order_id: order.order_id, product_id: order.product_id, step });
+        }
         match self {
             JournalEvent::Reserved(reservation) => {
                 JournalEvent::Voided(Voided { order_id: reservation.order_id, product_id: reservation.product_id })
             }
-            JournalEvent::Voided(voided) => JournalEvent::Voided(*voided),
+            again => again.clone(),
         }
     }
 
@@ -134,6 +210,32 @@ mod tests {
         assert!(void.to_json().contains("\"type\":\"voided\""));
         assert_eq!(JournalEvent::from_json(&void.to_json()).unwrap(), void);
         assert_eq!(void.undo(), void, "a void that failed is written again, not undone");
+    }
+
+    #[test]
+    fn every_step_is_its_own_event_type_and_its_undo_revokes_it() {
+        let reservation = reservation();
+        let order = OrderStep {
+            order_id: reservation.order_id,
+            product_id: reservation.product_id,
+            user_id: reservation.user_id,
+            at: Timestamp::from_millis(7),
+        };
+        for step in Step::ALL {
+            let event = JournalEvent::of_step(step, order);
+            let json = event.to_json();
+            assert!(json.starts_with(&format!("{{\"v\":1,\"type\":\"{}\",", step.as_str())), "{json}");
+            assert_eq!(JournalEvent::from_json(&json).unwrap(), event);
+            assert_eq!(event.step(), Some((step, &order)));
+            assert_eq!((event.order_id(), event.product_id()), (order.order_id, order.product_id));
+            let revoked = event.undo();
+            assert_eq!(
+                revoked,
+                JournalEvent::Revoked(Revoked { order_id: order.order_id, product_id: order.product_id, step })
+            );
+            assert_eq!(JournalEvent::from_json(&revoked.to_json()).unwrap(), revoked);
+            assert_eq!(revoked.undo(), revoked, "a revocation that failed is written again");
+        }
     }
 
     #[test]

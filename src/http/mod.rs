@@ -100,10 +100,15 @@ fn order_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let mine = warp::path::end().and(warp::get()).and(with(state.clone())).and(caller.clone()).then(orders::mine);
     let one = warp::path!(String)
         .and(warp::get())
+        .and(with(state.clone()))
+        .and(caller.clone())
+        .then(|id, state, caller| orders::one(state, id, caller));
+    let cancel = warp::path!(String / "cancel")
+        .and(warp::post())
         .and(with(state))
         .and(caller)
-        .then(|id, state, caller| orders::one(state, id, caller));
-    mine.map(respond).or(one.map(respond)).unify().boxed()
+        .then(|id, state, caller| orders::cancel(state, id, caller));
+    mine.map(respond).or(one.map(respond)).unify().or(cancel.map(respond)).unify().boxed()
 }
 
 fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {

@@ -1,4 +1,4 @@
-//! A buyer's orders: from the `orders` table, or from the shards while the projector has yet to write them.
+//! A buyer's orders: reading them, and cancelling one that awaits payment (its units go back on sale).
 
 use std::sync::Arc;
 
@@ -25,5 +25,12 @@ pub async fn one(state: Arc<AppState>, id: String, caller: Caller) -> Result<Res
         .await?
         .filter(|order| order.user_id == caller.user || caller.role == Role::Admin)
         .ok_or_else(|| Problem::not_found("no such order"))?;
+    Ok(warp::reply::json(&order).into_response())
+}
+
+/// Cancels the caller's own reserved order: `200` with the order, now cancelled (its release follows at once).
+pub async fn cancel(state: Arc<AppState>, id: String, caller: Caller) -> Result<Response, Problem> {
+    let id: OrderId = segment(&id)?;
+    let order = state.engine.cancel(id, caller.user).await?;
     Ok(warp::reply::json(&order).into_response())
 }

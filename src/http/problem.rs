@@ -8,7 +8,7 @@ use warp::reply::Response;
 use warp::{Rejection, Reply};
 
 use crate::accounts::AccountsError;
-use crate::actors::{EngineError, PurchaseError};
+use crate::actors::{EngineError, OrderStepError, PurchaseError};
 use crate::domain::ParseError;
 
 #[derive(Debug, Clone)]
@@ -115,6 +115,18 @@ impl From<PurchaseError> for Problem {
                 conflict("LIMIT_EXCEEDED").with("limit", limit).with("held", held)
             }
             PurchaseError::Unavailable => Problem::unavailable(err.to_string()),
+        }
+    }
+}
+
+impl From<OrderStepError> for Problem {
+    fn from(err: OrderStepError) -> Self {
+        match err {
+            OrderStepError::NotFound => Problem::not_found("no such order"),
+            OrderStepError::Conflict(status) => {
+                Problem::new(StatusCode::CONFLICT, "ORDER_STATUS_CONFLICT", err.to_string()).with("status", status)
+            }
+            OrderStepError::Unavailable => Problem::unavailable(err.to_string()),
         }
     }
 }

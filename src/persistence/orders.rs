@@ -1,16 +1,21 @@
 //! The `orders` table: the read side built from the journal by the OrderProjector, and what buyers and admins
 //! query. Rows and, for a journal kept in a table, the projector's position are written in one transaction, so a
-//! crash never leaves one without the other; inserts ignore rows already there and voids delete theirs, so
-//! replaying a stretch twice, in journal order, changes nothing.
+//! crash never leaves one without the other; inserts ignore rows already there, voids delete theirs, and an order's
+//! steps go through its `Timeline` (a step already taken changes nothing), so replaying a stretch twice, in journal
+//! order, changes nothing.
 
 use diesel::prelude::*;
 
 use super::db::{per_backend, Database, DbError};
 use super::schema::{orders, projector_offsets};
+use std::collections::HashMap;
+
 use crate::domain::{
-    JournalEvent, Order, OrderId, OrderStatus, Position, ProductId, Quantity, Recorded, Reservation, Timestamp, UserId,
+    JournalEvent, Order, OrderId, OrderStatus, Position, ProductId, Quantity, Recorded, Reservation, Step, StepAt,
+    Timeline, Timestamp, UserId,
 };
 
+/// An order's row as the projector first writes it, at its reservation.
 #[derive(Insertable, Queryable, Selectable)]
 #[diesel(table_name = orders)]
 struct OrderRow {
@@ -27,33 +32,101 @@ struct OrderRow {
 /// Rows per INSERT statement (eight parameters each), below SQLite's parameter limit.
 const ROWS_PER_INSERT: usize = 1_000;
 
-impl OrderRow {
-    fn projected(reservation: &Reservation, position: Position) -> Self {
-        let order = Order::reserved(reservation);
-        Self {
-            order_id: order.order_id.to_string(),
-            product_id: order.product_id.get(),
-            user_id: order.user_id.get(),
-            quantity: order.quantity.get() as i32,
-            status: order.status.as_str().to_owned(),
-            reserved_at: order.reserved_at.millis(),
-            pay_before: order.pay_before.millis(),
-            journal_position: position.get(),
+/// When each step was taken; `status` is where they lead.
+#[derive(Queryable, Selectable, AsChangeset, Default)]
+#[diesel(table_name = orders, treat_none_as_null = true)]
+struct StepColumns {
+    status: String,
+    paid_at: Option<i64>,
+    expired_at: Option<i64>,
+    cancelled_at: Option<i64>,
+    released_at: Option<i64>,
+    refund_requested_at: Option<i64>,
+    refunded_at: Option<i64>,
+}
+
+impl StepColumns {
+    fn column(&mut self, step: Step) -> &mut Option<i64> {
+        match step {
+            Step::Paid => &mut self.paid_at,
+            Step::Expired => &mut self.expired_at,
+            Step::Cancelled => &mut self.cancelled_at,
+            Step::Released => &mut self.released_at,
+            Step::RefundRequested => &mut self.refund_requested_at,
+            Step::Refunded => &mut self.refunded_at,
         }
     }
 
-    fn into_order(self) -> Result<Order, DbError> {
-        let corrupt = |what: &str| DbError::Corrupt(format!("orders row {}: bad {what}", self.order_id));
-        Ok(Order {
-            order_id: self.order_id.parse().map_err(|_| corrupt("order_id"))?,
-            product_id: ProductId::try_from(self.product_id).map_err(|_| corrupt("product_id"))?,
-            user_id: UserId::try_from(self.user_id).map_err(|_| corrupt("user_id"))?,
-            quantity: Quantity::try_from(i64::from(self.quantity)).map_err(|_| corrupt("quantity"))?,
-            status: OrderStatus::parse(&self.status).ok_or_else(|| corrupt("status"))?,
-            reserved_at: Timestamp::from_millis(self.reserved_at),
-            pay_before: Timestamp::from_millis(self.pay_before),
-        })
+    fn of(timeline: &Timeline) -> Self {
+        let mut columns = Self { status: timeline.life().status().as_str().to_owned(), ..Self::default() };
+        for taken in timeline.steps() {
+            *columns.column(taken.step) = Some(taken.at.millis());
+        }
+        columns
     }
+
+    /// The timeline these columns hold: the steps in the order they were taken (by time, then by the order in which
+    /// the life allows them).
+    fn timeline(mut self) -> Timeline {
+        let mut steps: Vec<StepAt> = Step::ALL
+            .into_iter()
+            .filter_map(|step| self.column(step).map(|at| StepAt { step, at: Timestamp::from_millis(at) }))
+            .collect();
+        steps.sort_by_key(|taken| taken.at);
+        Timeline::of(steps)
+    }
+}
+
+/// A whole row, as read.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = orders)]
+struct StoredOrder {
+    #[diesel(embed)]
+    row: OrderRow,
+    #[diesel(embed)]
+    steps: StepColumns,
+}
+
+impl OrderRow {
+    fn projected(reservation: &Reservation, position: Position) -> Self {
+        Self {
+            order_id: reservation.order_id.to_string(),
+            product_id: reservation.product_id.get(),
+            user_id: reservation.user_id.get(),
+            quantity: reservation.quantity.get() as i32,
+            status: OrderStatus::Reserved.as_str().to_owned(),
+            reserved_at: reservation.reserved_at.millis(),
+            pay_before: reservation.pay_before.millis(),
+            journal_position: position.get(),
+        }
+    }
+}
+
+impl StoredOrder {
+    fn into_order(self) -> Result<Order, DbError> {
+        let Self { row, steps } = self;
+        let corrupt = |what: &str| DbError::Corrupt(format!("orders row {}: bad {what}", row.order_id));
+        let timeline = steps.timeline();
+        if timeline.life().status().as_str() != row.status {
+            return Err(corrupt("status"));
+        }
+        let reservation = Reservation {
+            order_id: row.order_id.parse().map_err(|_| corrupt("order_id"))?,
+            product_id: ProductId::try_from(row.product_id).map_err(|_| corrupt("product_id"))?,
+            user_id: UserId::try_from(row.user_id).map_err(|_| corrupt("user_id"))?,
+            quantity: Quantity::try_from(i64::from(row.quantity)).map_err(|_| corrupt("quantity"))?,
+            idempotency_key: None,
+            reserved_at: Timestamp::from_millis(row.reserved_at),
+            pay_before: Timestamp::from_millis(row.pay_before),
+        };
+        Ok(Order::new(&reservation, timeline))
+    }
+}
+
+/// An order's step as the projector applies it.
+enum StepEvent {
+    Take(Step, Timestamp),
+    Revoke(Step),
 }
 
 /// `INSERT … ON CONFLICT DO NOTHING` is spelled differently per backend.
@@ -102,10 +175,17 @@ impl Database {
         };
         let mut rows = Vec::with_capacity(events.len());
         let mut voided = Vec::new();
+        let mut steps = Vec::new();
         for recorded in &events {
+            if let Some((step, taken)) = recorded.event.step() {
+                steps.push((taken.order_id, StepEvent::Take(step, taken.at)));
+                continue;
+            }
             match &recorded.event {
                 JournalEvent::Reserved(reservation) => rows.push(OrderRow::projected(reservation, recorded.position)),
                 JournalEvent::Voided(void) => voided.push(void.order_id.to_string()),
+                JournalEvent::Revoked(revoked) => steps.push((revoked.order_id, StepEvent::Revoke(revoked.step))),
+                _ => {}
             }
         }
         self.write(move |conn| {
@@ -117,6 +197,7 @@ impl Database {
                 for chunk in voided.chunks(ROWS_PER_INSERT) {
                     diesel::delete(orders::table.filter(orders::order_id.eq_any(chunk))).execute(conn)?;
                 }
+                apply_steps(conn, &steps)?;
                 if let Some(name) = cursor {
                     diesel::insert_into(projector_offsets::table)
                         .values((projector_offsets::name.eq(name), projector_offsets::position.eq(last.get())))
@@ -149,10 +230,10 @@ impl Database {
         self.run(move |conn| {
             orders::table
                 .filter(orders::order_id.eq(id.to_string()))
-                .select(OrderRow::as_select())
-                .first::<OrderRow>(conn)
+                .select(StoredOrder::as_select())
+                .first::<StoredOrder>(conn)
                 .optional()?
-                .map(OrderRow::into_order)
+                .map(StoredOrder::into_order)
                 .transpose()
         })
         .await
@@ -165,10 +246,10 @@ impl Database {
                 .filter(orders::user_id.eq(user.get()))
                 .order(orders::reserved_at.desc())
                 .limit(limit)
-                .select(OrderRow::as_select())
-                .load::<OrderRow>(conn)?
+                .select(StoredOrder::as_select())
+                .load::<StoredOrder>(conn)?
                 .into_iter()
-                .map(OrderRow::into_order)
+                .map(StoredOrder::into_order)
                 .collect()
         })
         .await
@@ -180,12 +261,67 @@ impl Database {
             orders::table
                 .filter(orders::product_id.eq(product.get()))
                 .order(orders::reserved_at.asc())
-                .select(OrderRow::as_select())
-                .load::<OrderRow>(conn)?
+                .select(StoredOrder::as_select())
+                .load::<StoredOrder>(conn)?
                 .into_iter()
-                .map(OrderRow::into_order)
+                .map(StoredOrder::into_order)
                 .collect()
         })
         .await
     }
+}
+
+/// Reading and writing the step columns: the same diesel calls for each backend's connection type.
+trait StepRows {
+    fn load_steps(&mut self, ids: &[String]) -> QueryResult<Vec<(String, StepColumns)>>;
+    fn save_steps(&mut self, id: &str, columns: &StepColumns) -> QueryResult<usize>;
+}
+
+macro_rules! step_rows {
+    ($($connection:ty),*) => {$(
+        impl StepRows for $connection {
+            fn load_steps(&mut self, ids: &[String]) -> QueryResult<Vec<(String, StepColumns)>> {
+                orders::table
+                    .filter(orders::order_id.eq_any(ids))
+                    .select((orders::order_id, StepColumns::as_select()))
+                    .load(self)
+            }
+
+            fn save_steps(&mut self, id: &str, columns: &StepColumns) -> QueryResult<usize> {
+                diesel::update(orders::table.filter(orders::order_id.eq(id))).set(columns).execute(self)
+            }
+        }
+    )*};
+}
+
+step_rows!(diesel::PgConnection, diesel::SqliteConnection);
+
+/// Applies a batch's steps, in journal order, to the rows of their orders: read once, moved through each order's
+/// `Timeline`, written back where they changed. A step for an order with no row (a voided reservation) is dropped.
+fn apply_steps(conn: &mut impl StepRows, steps: &[(OrderId, StepEvent)]) -> QueryResult<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<String> = steps.iter().map(|(id, _)| id.to_string()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut timelines: HashMap<String, (Timeline, bool)> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        for (id, columns) in conn.load_steps(chunk)? {
+            timelines.insert(id, (columns.timeline(), false));
+        }
+    }
+    for (id, event) in steps {
+        let Some((timeline, changed)) = timelines.get_mut(&id.to_string()) else { continue };
+        *changed |= match *event {
+            StepEvent::Take(step, at) => timeline.apply(step, at),
+            StepEvent::Revoke(step) => timeline.revoke(step),
+        };
+    }
+    for (id, (timeline, changed)) in timelines {
+        if changed {
+            conn.save_steps(&id, &StepColumns::of(&timeline))?;
+        }
+    }
+    Ok(())
 }

@@ -61,6 +61,12 @@ diesel::table! {
         reserved_at -> BigInt,
         pay_before -> BigInt,
         journal_position -> BigInt,
+        paid_at -> Nullable<BigInt>,
+        expired_at -> Nullable<BigInt>,
+        cancelled_at -> Nullable<BigInt>,
+        released_at -> Nullable<BigInt>,
+        refund_requested_at -> Nullable<BigInt>,
+        refunded_at -> Nullable<BigInt>,
     }
 }
 

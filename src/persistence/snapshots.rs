@@ -228,7 +228,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::{OrderId, Position, Quantity, Reservation, UserId};
+    use crate::domain::{OrderId, OrderSteps, Position, Quantity, Reservation, Step, StepAt, UserId};
 
     #[test]
     fn chunks_cover_the_body_on_character_boundaries() {
@@ -241,9 +241,9 @@ mod tests {
         assert_eq!(chunks("", 8).count(), 0);
     }
 
-    /// A snapshot of `count` reservations of product 1, at position `count`.
+    /// A snapshot of `count` reservations of product 1, every third paid, at position `count`.
     fn snapshot(count: i64) -> StockSnapshot {
-        let reservations = (1..=count)
+        let reservations: Vec<Arc<Reservation>> = (1..=count)
             .map(|user| {
                 Arc::new(Reservation {
                     order_id: OrderId::generate(),
@@ -256,7 +256,15 @@ mod tests {
                 })
             })
             .collect();
-        StockSnapshot { position: Position::new(count), reservations }
+        let steps = reservations
+            .iter()
+            .step_by(3)
+            .map(|reservation| OrderSteps {
+                order_id: reservation.order_id,
+                steps: vec![StepAt { step: Step::Paid, at: reservation.reserved_at }],
+            })
+            .collect();
+        StockSnapshot { position: Position::new(count), reservations, steps }
     }
 
     async fn store(dir: &tempfile::TempDir) -> (SqlSnapshots, Database) {

@@ -123,6 +123,14 @@ impl Api {
         self.send(request).await
     }
 
+    pub async fn cancel(&self, order: &str, token: &str) -> Answer {
+        self.send(self.client.post(self.url(&format!("/api/v1/orders/{order}/cancel"))).bearer_auth(token)).await
+    }
+
+    pub async fn order(&self, order: &str, token: &str) -> Answer {
+        self.send(self.client.get(self.url(&format!("/api/v1/orders/{order}"))).bearer_auth(token)).await
+    }
+
     /// A buyer who honours `Retry-After` through an outage: buys until the answer is not a 503, each time waiting
     /// as long as the 503's `Retry-After` says before trying again (for up to 30 s in all).
     pub async fn purchase_retrying(&self, product: i64, token: &str) -> Answer {

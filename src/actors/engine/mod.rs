@@ -1,8 +1,9 @@
 //! `Engine`: the actor system behind one door. This part starts the tree under the RootSupervisor, says whether it is
 //! ready, and flushes and snapshots everything on shutdown. The HTTP layer's questions are answered in the sibling
-//! modules: `purchase` routes a purchase straight to the buyer's shard, `reads` finds orders, `views` shows
-//! products as buyers and admins see them.
+//! modules: `purchase` routes a purchase straight to the buyer's shard, `order_steps` carries a buyer's request
+//! about an order to the shard holding it, `reads` finds orders, `views` shows products as buyers and admins see them.
 
+mod order_steps;
 mod purchase;
 mod reads;
 #[cfg(test)]
@@ -16,6 +17,7 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, ActorStatus};
 
+pub use self::order_steps::OrderStepError;
 pub use self::purchase::PurchaseError;
 pub use self::views::{AdminView, ProductSummary, SnapshotHealth};
 use super::journal::Appender;

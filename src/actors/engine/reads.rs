@@ -1,5 +1,5 @@
-//! Reading orders: from the `orders` table, or — for what the projector has not written yet — from the shards that
-//! hold them, so a 202'd order can be read at once. Also how far the projection is.
+//! Reading orders: from the shards that hold them, which know every step an order has taken the moment it is durable,
+//! and from the `orders` table for what no shard holds. Also how far the projection is.
 
 use std::collections::HashSet;
 
@@ -13,35 +13,32 @@ use crate::domain::{Order, OrderId, ProductId, UserId};
 const RECENT_ORDERS: i64 = 100;
 
 impl Engine {
-    /// An order from `orders`, or — if the projector has not written it yet — from the shard that holds it: the
-    /// shard of `holder` in every product, or with no holder given, every shard.
+    /// An order as the shard that holds it knows it — the shard of `holder` in every product, or with no holder
+    /// given, every shard — or else from `orders`.
     pub async fn order(&self, id: OrderId, holder: Option<UserId>) -> Result<Option<Order>, EngineError> {
-        if let Some(order) = self.db.order(id).await? {
-            return Ok(Some(order));
-        }
         for handle in self.catalog.all() {
             let shards = match holder {
                 Some(user) => std::slice::from_ref(handle.shard_of(user)),
                 None => &handle.shards[..],
             };
             for shard in shards {
-                if let Some(reservation) = ask(shard, |reply| ShardMsg::Order(id, reply)).await? {
-                    return Ok(Some(Order::reserved(&reservation)));
+                if let Some(order) = ask(shard, |reply| ShardMsg::Order(id, reply)).await? {
+                    return Ok(Some(order));
                 }
             }
         }
-        Ok(None)
+        Ok(self.db.order(id).await?)
     }
 
-    /// A user's most recent orders, newest first, including those the projector has not written yet.
+    /// A user's most recent orders, newest first, as their shards know them, and from `orders` any no shard holds.
     pub async fn orders_of_user(&self, user: UserId) -> Result<Vec<Order>, EngineError> {
-        let mut orders = self.db.orders_of_user(user, RECENT_ORDERS).await?;
-        let projected: HashSet<OrderId> = orders.iter().map(|order| order.order_id).collect();
+        let mut orders = Vec::new();
         for handle in self.catalog.all() {
-            let held = ask(handle.shard_of(user), |reply| ShardMsg::OrdersOf(user, reply)).await?;
-            let fresh = held.iter().filter(|reservation| !projected.contains(&reservation.order_id));
-            orders.extend(fresh.map(|reservation| Order::reserved(reservation)));
+            orders.extend(ask(handle.shard_of(user), |reply| ShardMsg::OrdersOf(user, reply)).await?);
         }
+        let held: HashSet<OrderId> = orders.iter().map(|order| order.order_id).collect();
+        let projected = self.db.orders_of_user(user, RECENT_ORDERS).await?;
+        orders.extend(projected.into_iter().filter(|order| !held.contains(&order.order_id)));
         orders.sort_by_key(|order| std::cmp::Reverse(order.reserved_at));
         orders.truncate(RECENT_ORDERS as usize);
         Ok(orders)

@@ -38,10 +38,15 @@ pub struct AdminView {
     pub pool: u64,
     pub shards: Vec<ShardCounts>,
     pub in_flight: u64,
+    /// Units of orders awaiting payment, or ended unpaid and awaiting release.
     pub reserved: u64,
-    /// Units in acknowledged orders.
+    pub paid: u64,
+    /// Units released back on sale (from expired and cancelled orders) since the sale began.
+    pub released: u64,
+    /// Units in acknowledged orders that still hold them: `reserved + paid`.
     pub sold: u64,
-    /// `pool + Σ shard.available + in_flight + reserved == stock_total`, read while no unit can move between them.
+    /// `pool + Σ shard.available + in_flight + reserved + paid == stock_total`, read while no unit can move between
+    /// them.
     pub invariant_holds: bool,
     pub snapshot_position: i64,
     pub snapshot_age_seconds: f64,
@@ -81,16 +86,20 @@ impl Engine {
         let inspection: Inspection = ask(&handle.actor, ProductMsg::Inspect).await?;
         let in_flight = inspection.shards.iter().map(|s| s.in_flight).sum();
         let reserved = inspection.shards.iter().map(|s| s.reserved).sum();
+        let paid = inspection.shards.iter().map(|s| s.paid).sum();
+        let released = inspection.shards.iter().map(|s| s.released).sum();
         let available: u64 = inspection.shards.iter().map(|s| s.available).sum();
         let summary = summarize(&handle);
         Ok(AdminView {
-            invariant_holds: inspection.pool + available + in_flight + reserved == summary.stock_total,
+            invariant_holds: inspection.pool + available + in_flight + reserved + paid == summary.stock_total,
             shard_count: handle.product.draft.shards.get(),
             pool: inspection.pool,
             shards: inspection.shards,
             in_flight,
             reserved,
-            sold: reserved,
+            paid,
+            released,
+            sold: reserved + paid,
             snapshot_position: inspection.snapshot_position,
             snapshot_age_seconds: inspection.snapshot_age_seconds,
             snapshot_pending: inspection.snapshot_pending,

@@ -3,7 +3,8 @@
 //! journal failures. The actors add only mailboxes around these state machines, so the model delivers messages in
 //! any order a mailbox allows: FIFO per mailbox, anything across mailboxes. A reclaim surrenders one shard per step
 //! while the others go on, and each surrender reaches its shard after everything already in that shard's mailbox,
-//! as the product actor's call does.
+//! as the product actor's call does. Buyers cancel orders and the clock runs out payment windows, so units go back
+//! on sale through the journal while others are bought.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -11,19 +12,41 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::product::book::{Command, ProductBook};
-use super::shard::book::{Effect, Outcome, PurchaseRequest, Refusal, ShardBook};
-use crate::domain::{IdempotencyKey, OrderId, Position, ProductId, Quantity, Timestamp, UserId};
+use super::shard::book::{ActOutcome, Effect, OrderAct, OrderRequest, Outcome, PurchaseRequest, Refusal, ShardBook};
+use crate::domain::{IdempotencyKey, OrderId, OrderStatus, Position, ProductId, Quantity, Timestamp, UserId};
+
+/// How long a buyer has to pay, in the model's clock.
+const PAY_WITHIN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 enum Op {
-    Buy { user: u8, quantity: u8, key: Option<u8> },
+    Buy {
+        user: u8,
+        quantity: u8,
+        key: Option<u8>,
+    },
     DeliverToShard(u8),
     DeliverToProduct,
-    Journal { pick: u8, ok: bool },
+    Journal {
+        pick: u8,
+        ok: bool,
+    },
+    /// A buyer cancels the `nth` order they were told was accepted.
+    Cancel {
+        user: u8,
+        nth: u8,
+    },
+    /// The product's tick reaches a shard; `late` first moves the clock past every deadline so far.
+    Tick {
+        shard: u8,
+        late: bool,
+    },
 }
 
 enum ToShard {
     Buy(PurchaseRequest<u64>),
+    Act(OrderRequest<u64>),
+    Tick,
     Grant {
         units: u64,
         last: bool,
@@ -31,7 +54,7 @@ enum ToShard {
     SellOut,
     Reopen,
     Committed(OrderId, Position),
-    /// The journal refused the order's append: its units go back to the shard.
+    /// The journal refused the order's append (a reservation's units go back to the shard; a step's are 0).
     Failed(OrderId, u64),
 }
 
@@ -46,7 +69,7 @@ struct Model {
     stock: u64,
     limit: u32,
     product: ProductBook,
-    shards: Vec<ShardBook<u64>>,
+    shards: Vec<ShardBook<u64, u64>>,
     shard_mail: Vec<VecDeque<ToShard>>,
     product_mail: VecDeque<ToProduct>,
     /// Appends waiting for the journal's answer: the shard, the order and its units.
@@ -58,20 +81,23 @@ struct Model {
     requests: HashMap<u64, (UserId, Option<IdempotencyKey>)>,
     answers: HashMap<u64, Outcome>,
     accepted_orders: HashSet<OrderId>,
+    /// Accepted orders of each buyer, in the order they were told.
+    orders_of_user: HashMap<UserId, Vec<OrderId>>,
     held_by_user: HashMap<UserId, u32>,
     order_of_key: HashMap<(UserId, IdempotencyKey), OrderId>,
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_millis(1_000)
+    acts: u64,
+    act_answers: u64,
+    /// Orders seen released, each once.
+    released: HashSet<OrderId>,
+    released_units: u64,
+    now: Timestamp,
 }
 
 impl Model {
     fn new(stock: u64, shard_count: usize, limit: u32) -> Self {
         let id = ProductId::try_from(1).unwrap();
-        let shards = (0..shard_count)
-            .map(|_| ShardBook::new(id, limit, Duration::from_secs(60), Position::START, Vec::new()))
-            .collect();
+        let shards =
+            (0..shard_count).map(|_| ShardBook::new(id, limit, PAY_WITHIN, Position::START, Vec::new())).collect();
         let mut model = Self {
             surrendering: None,
             stock,
@@ -87,8 +113,14 @@ impl Model {
             requests: HashMap::new(),
             answers: HashMap::new(),
             accepted_orders: HashSet::new(),
+            orders_of_user: HashMap::new(),
             held_by_user: HashMap::new(),
             order_of_key: HashMap::new(),
+            acts: 0,
+            act_answers: 0,
+            released: HashSet::new(),
+            released_units: 0,
+            now: Timestamp::from_millis(1_000),
         };
         let opening = model.product.open();
         model.command(opening);
@@ -119,28 +151,66 @@ impl Model {
             Op::DeliverToShard(shard) => self.deliver_to_shard(usize::from(shard) % self.shards.len()),
             Op::DeliverToProduct => self.deliver_to_product(),
             Op::Journal { pick, ok } => self.resolve_journal(usize::from(pick), ok),
+            Op::Cancel { user, nth } => {
+                let user = UserId::try_from(i64::from(user) + 1).unwrap();
+                let orders = self.orders_of_user.get(&user).map_or(&[][..], Vec::as_slice);
+                if let Some(&order) = orders.get(usize::from(nth) % orders.len().max(1)) {
+                    self.act(user, order, OrderAct::Cancel);
+                }
+            }
+            Op::Tick { shard, late } => {
+                if late {
+                    self.now = self.now.plus(PAY_WITHIN + Duration::from_secs(1));
+                }
+                let shard = usize::from(shard) % self.shards.len();
+                self.shard_mail[shard].push_back(ToShard::Tick);
+            }
         }
         self.check_conservation();
     }
 
+    fn act(&mut self, user: UserId, order: OrderId, act: OrderAct) {
+        self.acts += 1;
+        let shard = self.shard_of(user);
+        self.shard_mail[shard].push_back(ToShard::Act(OrderRequest { order, user, act, reply: self.acts }));
+    }
+
     fn deliver_to_shard(&mut self, shard: usize) {
         let Some(message) = self.shard_mail[shard].pop_front() else { return };
+        let now = self.now;
         let book = &mut self.shards[shard];
         let effects = match message {
-            ToShard::Buy(request) => book.purchase(request, now()),
-            ToShard::Grant { units, last } => book.grant(units, last, now()),
-            ToShard::SellOut => book.sell_out(now()),
+            ToShard::Buy(request) => book.purchase(request, now),
+            ToShard::Act(request) => book.act(request, now),
+            ToShard::Tick => book.tick(now),
+            ToShard::Grant { units, last } => book.grant(units, last, now),
+            ToShard::SellOut => book.sell_out(now),
             ToShard::Reopen => {
                 book.reopen();
                 Vec::new()
             }
-            ToShard::Committed(order, position) => book.committed(order, position),
+            ToShard::Committed(order, position) => {
+                let effects = book.committed(order, position, now);
+                self.note_release(shard, order);
+                effects
+            }
             ToShard::Failed(order, units) => {
                 self.returned_since_all_held += units;
-                book.failed(order, now())
+                book.failed(order, now)
             }
         };
         self.apply(shard, effects);
+    }
+
+    /// Once an order's release is durable its units are on sale again and its buyer's slot is free — once.
+    fn note_release(&mut self, shard: usize, order_id: OrderId) {
+        let Some(order) = self.shards[shard].order(order_id) else { return };
+        if order.status() == OrderStatus::Released && self.released.insert(order_id) {
+            let units = order.quantity.get();
+            self.released_units += u64::from(units);
+            self.returned_since_all_held += u64::from(units);
+            *self.held_by_user.get_mut(&order.user_id).expect("a released order was accepted") -= units;
+        }
     }
 
     /// One step of the product actor: the surrender it waits for (which it gets once the shard has handled
@@ -190,16 +260,30 @@ impl Model {
         }
     }
 
-    fn apply(&mut self, shard: usize, effects: Vec<Effect<u64>>) {
+    fn apply(&mut self, shard: usize, effects: Vec<Effect<u64, u64>>) {
         for effect in effects {
             match effect {
                 Effect::Reply(request, outcome) => self.answered(request, outcome),
+                Effect::Answer(_, outcome) => self.act_answered(outcome),
                 Effect::Append(reservation) => {
                     self.journal.push((shard, reservation.order_id, u64::from(reservation.quantity.get())));
                 }
+                Effect::Journal(event) => self.journal.push((shard, event.order_id(), 0)),
                 Effect::AskPool { want } => self.product_mail.push_back(ToProduct::Need { shard, want }),
                 Effect::StockReturned { .. } => self.product_mail.push_back(ToProduct::Returned),
+                Effect::TickAgain => self.shard_mail[shard].push_back(ToShard::Tick),
             }
+        }
+    }
+
+    fn act_answered(&mut self, outcome: ActOutcome) {
+        self.act_answers += 1;
+        if let Ok(order) = outcome {
+            assert!(
+                matches!(order.status(), OrderStatus::Cancelled | OrderStatus::Released),
+                "a cancel answered {:?}",
+                order.status()
+            );
         }
     }
 
@@ -212,6 +296,7 @@ impl Model {
                     assert_eq!(first, receipt.order_id, "one Idempotency-Key yielded two orders");
                 }
                 if self.accepted_orders.insert(receipt.order_id) {
+                    self.orders_of_user.entry(user).or_default().push(receipt.order_id);
                     let units = self.unit_count(receipt.order_id);
                     let held = self.held_by_user.entry(user).or_default();
                     *held += units;
@@ -231,6 +316,10 @@ impl Model {
             Err(_) => {}
         }
         self.answers.insert(request, outcome);
+    }
+
+    fn shard_of_order(&self, order: OrderId) -> usize {
+        self.shards.iter().position(|book| book.order(order).is_some()).expect("an accepted order is held")
     }
 
     fn unit_count(&self, order: OrderId) -> u32 {
@@ -260,8 +349,8 @@ impl Model {
         if self.remaining() == 0 {
             self.returned_since_all_held = 0;
         }
-        let held: u64 = self.shards.iter().map(|book| book.counts().in_flight + book.counts().reserved).sum();
-        assert_eq!(self.remaining() + held, self.stock, "pool + slices + in flight + reserved != stock");
+        let held: u64 = self.shards.iter().map(|book| book.taken()).sum();
+        assert_eq!(self.remaining() + held, self.stock, "pool + slices + in flight + reserved + paid != stock");
     }
 
     fn quiesce(&mut self) {
@@ -288,6 +377,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0u8..4).prop_map(Op::DeliverToShard),
         2 => Just(Op::DeliverToProduct),
         2 => (any::<u8>(), prop::bool::weighted(0.8)).prop_map(|(pick, ok)| Op::Journal { pick, ok }),
+        1 => (0u8..12, any::<u8>()).prop_map(|(user, nth)| Op::Cancel { user, nth }),
+        1 => (0u8..4, prop::bool::weighted(0.2)).prop_map(|(shard, late)| Op::Tick { shard, late }),
     ]
 }
 
@@ -307,12 +398,15 @@ proptest! {
         }
         model.quiesce();
 
-        // Every buyer got exactly one answer once everything settled.
+        // Every buyer and every request about an order got exactly one answer once everything settled.
         prop_assert_eq!(model.answers.len() as u64, model.next_request);
-        // Nothing is left in flight, and what was accepted is exactly what the shards reserved.
-        let reserved: u64 = model.shards.iter().map(|book| book.counts().reserved).sum();
+        prop_assert_eq!(model.act_answers, model.acts);
+        // Nothing is left in flight, and what was accepted and not released is exactly what the shards hold.
+        let reserved: u64 = model.shards.iter().map(|book| book.counts().reserved + book.counts().paid).sum();
         let accepted: u64 = model.held_by_user.values().map(|&units| u64::from(units)).sum();
         prop_assert_eq!(reserved, accepted);
+        let released: u64 = model.shards.iter().map(|book| book.counts().released).sum();
+        prop_assert_eq!(released, model.released_units, "a unit was released twice, or a release went unseen");
 
         // No undersell: whatever is left can be bought by newcomers on every shard, down to the last unit, and only
         // then is anyone told SOLD_OUT.
@@ -330,5 +424,17 @@ proptest! {
             }
         }
         prop_assert_eq!(model.remaining(), 0);
+
+        // Once every payment window has closed, every order is released, once, and the whole stock is back.
+        model.step(&Op::Tick { shard: 0, late: true });
+        for shard in 1..shard_count {
+            model.step(&Op::Tick { shard: shard as u8, late: false });
+        }
+        model.quiesce();
+        prop_assert_eq!(model.remaining(), stock);
+        let orders: Vec<_> = model.accepted_orders.iter().filter_map(|id| model.shards[model.shard_of_order(*id)].order(*id)).collect();
+        prop_assert_eq!(orders.len(), model.accepted_orders.len());
+        prop_assert!(orders.iter().all(|order| order.status() == OrderStatus::Released));
+        prop_assert_eq!(model.released.len(), model.accepted_orders.len());
     }
 }

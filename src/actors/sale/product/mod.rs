@@ -23,7 +23,7 @@ use super::gauges::Gauges;
 use super::shard::book::{ShardBook, ShardCounts};
 use super::shard::{PoolRequest, ShardArgs, ShardMsg, StockShard};
 use crate::actors::journal::Appender;
-use crate::domain::{Position, Product, Reservation, StockSnapshot};
+use crate::domain::{Position, Product, Reservation, StockSnapshot, Timeline};
 use crate::persistence::{JournalReplay, SnapshotError, SnapshotStore};
 
 /// What every product actor needs, shared.
@@ -118,7 +118,8 @@ impl Actor for ProductActor {
         }
         let recovered = recovery::recover(&product, deps.journal.as_ref(), deps.snapshots.as_ref()).await?;
         let stock = u64::from(product.draft.stock.get());
-        let taken: u64 = recovered.reservations.iter().map(|r| u64::from(r.quantity.get())).sum();
+        let holding = recovered.orders.iter().filter(|(_, timeline)| timeline.life().holds_units());
+        let taken: u64 = holding.map(|(reservation, _)| u64::from(reservation.quantity.get())).sum();
         if taken > stock {
             tracing::error!(product = %product.id, taken, stock, "journal holds more reservations than stock");
         }
@@ -126,15 +127,16 @@ impl Actor for ProductActor {
         let book = ProductBook::new(stock.saturating_sub(taken), shard_count.get() as usize);
         gauges.record(0, taken);
 
-        let mut per_shard: Vec<Vec<Arc<Reservation>>> = vec![Vec::new(); shard_count.get() as usize];
-        let reservation_count = recovered.reservations.len();
-        for reservation in recovered.reservations {
-            per_shard[shard_count.shard_of(reservation.user_id)].push(reservation);
+        let mut per_shard: Vec<Vec<(Arc<Reservation>, Timeline)>> =
+            (0..shard_count.get()).map(|_| Vec::new()).collect();
+        let order_count = recovered.orders.len();
+        for (reservation, timeline) in recovered.orders {
+            per_shard[shard_count.shard_of(reservation.user_id)].push((reservation, timeline));
         }
         let mut shards = Vec::with_capacity(per_shard.len());
-        for (index, reservations) in per_shard.into_iter().enumerate() {
+        for (index, orders) in per_shard.into_iter().enumerate() {
             let limit = product.draft.per_user_limit.get();
-            let book = ShardBook::new(product.id, limit, deps.pay_within, recovered.position, reservations);
+            let book = ShardBook::new(product.id, limit, deps.pay_within, recovered.position, orders);
             let args = ShardArgs {
                 index,
                 book,
@@ -157,7 +159,7 @@ impl Actor for ProductActor {
         state.perform(opening).await?;
         myself.send_interval(Duration::from_secs(1), || ProductMsg::Tick);
         tracing::info!(
-            product = %state.product.id, reservations = reservation_count, taken, pool = state.book.units(),
+            product = %state.product.id, orders = order_count, taken, pool = state.book.units(),
             position = recovered.position.get(), took_ms = started.elapsed().as_millis() as u64, "product recovered"
         );
         Ok(state)
@@ -206,6 +208,9 @@ impl Actor for ProductActor {
                 let _ = reply.send(state.shards.clone());
             }
             ProductMsg::Tick => {
+                for shard in &state.shards {
+                    shard.cast(ShardMsg::Tick)?;
+                }
                 if state.snapshot.tick(state.gauges.taken(), Instant::now(), &state.deps.snapshot_policy) {
                     state.take_snapshot(&myself, None).await?;
                 }
@@ -283,11 +288,12 @@ impl ProductState {
         reply: Option<SnapshotReply>,
     ) -> Result<(), ActorProcessingErr> {
         let taken = self.gauges.taken();
-        let mut snapshot = StockSnapshot { position: Position::new(i64::MAX), reservations: Vec::new() };
+        let mut snapshot = StockSnapshot { position: Position::new(i64::MAX), ..StockSnapshot::default() };
         for shard in &self.shards {
             let part = ractor::call!(shard, ShardMsg::Snapshot)?;
             snapshot.position = snapshot.position.min(part.position);
             snapshot.reservations.extend(part.reservations);
+            snapshot.steps.extend(part.steps);
         }
         self.snapshot.saving();
         let position = snapshot.position.get();

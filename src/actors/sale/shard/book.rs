@@ -6,18 +6,27 @@
 //! `reserved` (durable) — and back to `available` when the journal refuses a batch, so the shard's part of
 //! `pool + Σ available + in_flight + reserved == stock` never changes except by grants and surrenders.
 //!
-//! `R` is whatever the caller needs to answer a buyer later (a reply port in the actor, a plain id in tests).
+//! A committed order then lives on here until it ends: the shard decides its steps with the order's `Timeline` (the
+//! domain's state machine), journals each, and applies it only once it is durable. A paid order keeps its units
+//! (`paid`); one that expired or was cancelled is released, and its units go back to `available`, on sale again, and
+//! its buyer's slot is free. So the whole ledger is `pool + Σ (available + in_flight + reserved + paid) == stock`.
+//! Deadlines of open orders wait in `deadlines`, expired by the product's tick a bounded number at a time, so a
+//! second in which a whole sale's deadlines fall never holds up a purchase for long.
+//!
+//! `R` and `A` are whatever the caller needs to answer a buyer later (a purchase and an order request; reply ports
+//! in the actor, plain ids in tests).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use smallvec::SmallVec;
 
 use crate::domain::{
-    IdempotencyKey, OrderId, Position, ProductId, Quantity, Reservation, StockSnapshot, Timestamp, UserId,
+    Decision, IdempotencyKey, JournalEvent, Order, OrderId, OrderStatus, OrderStep, OrderSteps, Position, ProductId,
+    Quantity, Reservation, Step, StockSnapshot, Timeline, Timestamp, UserId,
 };
 
 /// One buyer's request as the shard sees it.
@@ -51,18 +60,55 @@ pub enum Refusal {
 
 pub type Outcome = Result<Receipt, Refusal>;
 
+/// What a buyer (or an admin) asks of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAct {
+    Cancel,
+}
+
+/// A request about one order by `user`, who must hold it.
+#[derive(Debug)]
+pub struct OrderRequest<A> {
+    pub order: OrderId,
+    pub user: UserId,
+    pub act: OrderAct,
+    pub reply: A,
+}
+
+/// Why an order request was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActRefusal {
+    /// No such order among this shard's buyers' (or not the asker's).
+    NotFound,
+    /// The order stands where the request cannot apply.
+    Conflict(OrderStatus),
+    /// The journal could not record the step; nothing changed.
+    Unavailable,
+}
+
+pub type ActOutcome = Result<Order, ActRefusal>;
+
+/// Orders a tick may expire, and releases it may retry, before the shard lets purchases in again.
+pub const TICK_BUDGET: usize = 1_024;
+
 /// What the shard asks its actor to do after a decision.
 #[derive(Debug)]
-pub enum Effect<R> {
+pub enum Effect<R, A> {
     /// Answer a buyer.
     Reply(R, Outcome),
+    /// Answer an order request.
+    Answer(A, ActOutcome),
     /// Hand a reservation to the journal; answer comes back as `committed` or `failed`.
     Append(Reservation),
+    /// Hand an order's step to the journal; its answer comes back the same way, under the order's id.
+    Journal(JournalEvent),
     /// The slice cannot serve a waiting buyer: ask the product's pool for at least `want` units. At most one such
     /// request is outstanding, and the pool answers each with exactly one `grant`.
     AskPool { want: u64 },
-    /// Units came back from a failed append after the pool had declared the product sold out.
+    /// Units came back (a failed append, a released order) after the pool had declared the product sold out.
     StockReturned { units: u64 },
+    /// The tick's budget ran out with more due: tick again once the mailbox has had its turn.
+    TickAgain,
 }
 
 /// Counts an admin sees for one shard.
@@ -70,9 +116,15 @@ pub enum Effect<R> {
 pub struct ShardCounts {
     pub available: u64,
     pub in_flight: u64,
+    /// Units of committed orders not paid and not released: awaiting payment, or ended and awaiting release.
     pub reserved: u64,
+    pub paid: u64,
+    /// Units released back on sale since the sale began.
+    pub released: u64,
     pub buyers: u64,
     pub waiting: u64,
+    /// Open orders whose payment window has yet to close.
+    pub deadlines: u64,
 }
 
 struct Pending<R> {
@@ -81,20 +133,41 @@ struct Pending<R> {
     waiters: SmallVec<[R; 1]>,
 }
 
-pub struct ShardBook<R> {
+/// A committed order and the steps it took since.
+struct Held {
+    reservation: Arc<Reservation>,
+    timeline: Timeline,
+}
+
+/// A step handed to the journal, and the requests about its order that wait for the journal's answer.
+struct Stepping<A> {
+    step: Step,
+    at: Timestamp,
+    waiters: SmallVec<[(OrderAct, A); 1]>,
+}
+
+pub struct ShardBook<R, A> {
     product_id: ProductId,
     limit: u32,
     pay_within: Duration,
     available: u64,
     in_flight: u64,
     reserved: u64,
+    paid: u64,
+    released: u64,
     // User and order ids are the service's own (database keys, random UUIDs), so no client can pick ids that
     // collide: these maps use a fast hash. Idempotency keys are the client's, so their map keeps SipHash with a
     // random seed.
     holdings: FxHashMap<UserId, u32>,
     keys: HashMap<(UserId, IdempotencyKey), OrderId>,
     pending: FxHashMap<OrderId, Pending<R>>,
-    committed: FxHashMap<OrderId, Arc<Reservation>>,
+    committed: FxHashMap<OrderId, Held>,
+    /// At most one step per order is with the journal at a time.
+    stepping: FxHashMap<OrderId, Stepping<A>>,
+    /// Payment deadlines of open orders, earliest first.
+    deadlines: BTreeSet<(Timestamp, OrderId)>,
+    /// Orders ended unpaid whose release is not durable yet.
+    release_due: FxHashSet<OrderId>,
     /// Each buyer's committed orders, so a buyer can read them before the projector has written them. Most buyers
     /// of a flash sale hold one order, kept inline.
     orders_by_user: FxHashMap<UserId, SmallVec<[OrderId; 1]>>,
@@ -104,14 +177,14 @@ pub struct ShardBook<R> {
     position: Position,
 }
 
-impl<R> ShardBook<R> {
-    /// A shard holding the reservations recovered up to `position`, and no stock yet.
+impl<R, A> ShardBook<R, A> {
+    /// A shard holding the orders recovered up to `position`, and no stock yet.
     pub fn new(
         product_id: ProductId,
         limit: u32,
         pay_within: Duration,
         position: Position,
-        recovered: Vec<Arc<Reservation>>,
+        recovered: Vec<(Arc<Reservation>, Timeline)>,
     ) -> Self {
         let mut book = Self {
             product_id,
@@ -120,55 +193,93 @@ impl<R> ShardBook<R> {
             available: 0,
             in_flight: 0,
             reserved: 0,
+            paid: 0,
+            released: 0,
             holdings: FxHashMap::default(),
             keys: HashMap::new(),
             pending: FxHashMap::default(),
             committed: FxHashMap::default(),
+            stepping: FxHashMap::default(),
+            deadlines: BTreeSet::new(),
+            release_due: FxHashSet::default(),
             orders_by_user: FxHashMap::default(),
             waiting: VecDeque::new(),
             refill_asked: false,
             sold_out: false,
             position,
         };
-        for reservation in recovered {
-            book.hold(&reservation);
-            book.reserved += u64::from(reservation.quantity.get());
-            book.keep(reservation);
+        for (reservation, timeline) in recovered {
+            let units = u64::from(reservation.quantity.get());
+            let life = *timeline.life();
+            book.remember_key(&reservation);
+            if life.holds_units() {
+                book.hold(&reservation);
+            }
+            match life.status() {
+                OrderStatus::Paid => book.paid += units,
+                OrderStatus::Released => book.released += units,
+                OrderStatus::Reserved | OrderStatus::Expired | OrderStatus::Cancelled => book.reserved += units,
+            }
+            if life.is_open() {
+                book.deadlines.insert((reservation.pay_before, reservation.order_id));
+            }
+            if life.release_due() {
+                book.release_due.insert(reservation.order_id);
+            }
+            book.keep(reservation, timeline);
         }
         book
     }
 
-    pub fn purchase(&mut self, request: PurchaseRequest<R>, now: Timestamp) -> Vec<Effect<R>> {
+    pub fn purchase(&mut self, request: PurchaseRequest<R>, now: Timestamp) -> Vec<Effect<R, A>> {
         let mut effects = Vec::new();
         self.serve_or_wait(request, now, false, &mut effects);
         effects
     }
 
-    /// The journal made these reservations durable.
-    pub fn committed(&mut self, order_id: OrderId, position: Position) -> Vec<Effect<R>> {
+    /// The journal made this order's reservation, or its step, durable.
+    pub fn committed(&mut self, order_id: OrderId, position: Position, now: Timestamp) -> Vec<Effect<R, A>> {
+        self.position = self.position.max(position);
         let Some(pending) = self.pending.remove(&order_id) else {
-            return Vec::new();
+            let mut effects = Vec::new();
+            if let Some(stepping) = self.stepping.remove(&order_id) {
+                self.stepped(order_id, stepping, now, &mut effects);
+            }
+            return effects;
         };
         let units = u64::from(pending.reservation.quantity.get());
         self.in_flight -= units;
         self.reserved += units;
-        self.position = self.position.max(position);
         let receipt = receipt_of(&pending.reservation);
-        self.keep(Arc::new(pending.reservation));
+        self.deadlines.insert((pending.reservation.pay_before, order_id));
+        self.keep(Arc::new(pending.reservation), Timeline::default());
         pending.waiters.into_iter().map(|reply| Effect::Reply(reply, Ok(receipt))).collect()
     }
 
-    /// The journal refused the batch holding this reservation: undo it as if it never happened.
-    pub fn failed(&mut self, order_id: OrderId, now: Timestamp) -> Vec<Effect<R>> {
+    /// The journal refused the batch holding this reservation, or this order's step: undo it as if it never
+    /// happened. A refused step leaves the order where it stood; an expiry or a release is tried again at a tick.
+    pub fn failed(&mut self, order_id: OrderId, now: Timestamp) -> Vec<Effect<R, A>> {
         let Some(pending) = self.pending.remove(&order_id) else {
-            return Vec::new();
+            let mut effects = Vec::new();
+            if let Some(stepping) = self.stepping.remove(&order_id) {
+                let refused =
+                    stepping.waiters.into_iter().map(|(_, reply)| Effect::Answer(reply, Err(ActRefusal::Unavailable)));
+                effects.extend(refused);
+                if let Some(held) = self.committed.get(&order_id) {
+                    if held.timeline.life().is_open() {
+                        self.deadlines.insert((held.reservation.pay_before, order_id));
+                    }
+                }
+            }
+            return effects;
         };
         let reservation = pending.reservation;
         let units = u64::from(reservation.quantity.get());
         self.in_flight -= units;
         self.available += units;
-        self.release(&reservation);
-        let mut effects: Vec<Effect<R>> =
+        self.unhold(&reservation);
+        self.forget_key(&reservation);
+        let mut effects: Vec<Effect<R, A>> =
             pending.waiters.into_iter().map(|reply| Effect::Reply(reply, Err(Refusal::Unavailable))).collect();
         if self.sold_out {
             self.sold_out = false;
@@ -180,7 +291,7 @@ impl<R> ShardBook<R> {
 
     /// The pool's answer to `AskPool`. `last` means nothing is left outside this shard after this grant, so waiting
     /// buyers it cannot serve are told so instead of waiting again.
-    pub fn grant(&mut self, units: u64, last: bool, now: Timestamp) -> Vec<Effect<R>> {
+    pub fn grant(&mut self, units: u64, last: bool, now: Timestamp) -> Vec<Effect<R, A>> {
         self.available += units;
         self.refill_asked = false;
         let mut effects = Vec::new();
@@ -190,7 +301,7 @@ impl<R> ShardBook<R> {
 
     /// The pool found nothing anywhere: refuse without asking until `reopen`. A failed append may have put units
     /// back here after the pool's reclaim; then the product is not sold out after all, and the pool must hear so.
-    pub fn sell_out(&mut self, now: Timestamp) -> Vec<Effect<R>> {
+    pub fn sell_out(&mut self, now: Timestamp) -> Vec<Effect<R, A>> {
         let mut effects = Vec::new();
         if self.available > 0 {
             effects.push(Effect::StockReturned { units: self.available });
@@ -211,33 +322,168 @@ impl<R> ShardBook<R> {
         std::mem::take(&mut self.available)
     }
 
+    /// A request about one of this shard's orders: decided now, or after the step the order is taking.
+    pub fn act(&mut self, request: OrderRequest<A>, now: Timestamp) -> Vec<Effect<R, A>> {
+        let mut effects = Vec::new();
+        let owned = self.committed.get(&request.order).is_some_and(|held| held.reservation.user_id == request.user);
+        if !owned {
+            effects.push(Effect::Answer(request.reply, Err(ActRefusal::NotFound)));
+        } else {
+            self.decide(request.order, request.act, request.reply, now, &mut effects);
+        }
+        effects
+    }
+
+    /// The product's clock: expires open orders whose payment window has closed and retries releases the journal
+    /// refused, at most `TICK_BUDGET` of them; `TickAgain` if more are due.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Effect<R, A>> {
+        let mut effects = Vec::new();
+        let mut budget = TICK_BUDGET;
+        let retries: Vec<OrderId> =
+            self.release_due.iter().filter(|id| !self.stepping.contains_key(id)).take(budget).copied().collect();
+        budget -= retries.len();
+        for order_id in retries {
+            self.take(order_id, Step::Released, now, SmallVec::new(), &mut effects);
+        }
+        while budget > 0 {
+            let Some(&(deadline, order_id)) = self.deadlines.first() else { break };
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let open = self.committed.get(&order_id).is_some_and(|held| held.timeline.life().is_open());
+            if open && !self.stepping.contains_key(&order_id) {
+                self.take(order_id, Step::Expired, now, SmallVec::new(), &mut effects);
+                budget -= 1;
+            }
+        }
+        let more_due = self.deadlines.first().is_some_and(|(deadline, _)| *deadline <= now);
+        if budget == 0 && (more_due || !self.release_due.is_empty()) {
+            effects.push(Effect::TickAgain);
+        }
+        effects
+    }
+
     pub fn counts(&self) -> ShardCounts {
         ShardCounts {
             available: self.available,
             in_flight: self.in_flight,
             reserved: self.reserved,
+            paid: self.paid,
+            released: self.released,
             buyers: self.holdings.len() as u64,
             waiting: self.waiting.len() as u64,
+            deadlines: self.deadlines.len() as u64,
         }
     }
 
+    /// Units this shard has taken off sale: in flight, reserved or paid.
+    pub fn taken(&self) -> u64 {
+        self.in_flight + self.reserved + self.paid
+    }
+
     /// A committed order of this shard's buyers.
-    pub fn order(&self, order_id: OrderId) -> Option<Arc<Reservation>> {
-        self.committed.get(&order_id).cloned()
+    pub fn order(&self, order_id: OrderId) -> Option<Order> {
+        self.committed.get(&order_id).map(|held| Order::new(&held.reservation, held.timeline.clone()))
     }
 
     /// Every committed order of `user`.
-    pub fn orders_of(&self, user: UserId) -> Vec<Arc<Reservation>> {
+    pub fn orders_of(&self, user: UserId) -> Vec<Order> {
         let ids = self.orders_by_user.get(&user).map_or(&[][..], SmallVec::as_slice);
         ids.iter().filter_map(|id| self.order(*id)).collect()
     }
 
-    /// The shard's durable part: its committed reservations (shared, not copied) and the position they reach.
+    /// The shard's durable part: its committed reservations (shared, not copied), the steps of the orders that took
+    /// any, and the position they reach.
     pub fn snapshot(&self) -> StockSnapshot {
-        StockSnapshot { position: self.position, reservations: self.committed.values().cloned().collect() }
+        let steps = self
+            .committed
+            .values()
+            .filter(|held| !held.timeline.steps().is_empty())
+            .map(|held| OrderSteps { order_id: held.reservation.order_id, steps: held.timeline.steps().to_vec() });
+        StockSnapshot {
+            position: self.position,
+            reservations: self.committed.values().map(|held| Arc::clone(&held.reservation)).collect(),
+            steps: steps.collect(),
+        }
     }
 
-    fn serve_waiting(&mut self, now: Timestamp, final_answer: bool, effects: &mut Vec<Effect<R>>) {
+    /// Decides `act` on a committed order, or queues it behind the order's step in flight.
+    fn decide(&mut self, order_id: OrderId, act: OrderAct, reply: A, now: Timestamp, effects: &mut Vec<Effect<R, A>>) {
+        if let Some(stepping) = self.stepping.get_mut(&order_id) {
+            stepping.waiters.push((act, reply));
+            return;
+        }
+        let Some(held) = self.committed.get(&order_id) else {
+            effects.push(Effect::Answer(reply, Err(ActRefusal::NotFound)));
+            return;
+        };
+        let life = held.timeline.life();
+        let decision = match act {
+            OrderAct::Cancel => life.cancel(),
+        };
+        match decision {
+            Decision::Take(step) => self.take(order_id, step, now, smallvec::smallvec![(act, reply)], effects),
+            Decision::AlreadyDone => {
+                effects.push(Effect::Answer(reply, Ok(Order::new(&held.reservation, held.timeline.clone()))))
+            }
+            Decision::Refused => effects.push(Effect::Answer(reply, Err(ActRefusal::Conflict(life.status())))),
+        }
+    }
+
+    /// Hands `step` of an order to the journal.
+    fn take(
+        &mut self,
+        order_id: OrderId,
+        step: Step,
+        now: Timestamp,
+        waiters: SmallVec<[(OrderAct, A); 1]>,
+        effects: &mut Vec<Effect<R, A>>,
+    ) {
+        let Some(held) = self.committed.get(&order_id) else { return };
+        let order = OrderStep { order_id, product_id: self.product_id, user_id: held.reservation.user_id, at: now };
+        self.stepping.insert(order_id, Stepping { step, at: now, waiters });
+        effects.push(Effect::Journal(JournalEvent::of_step(step, order)));
+    }
+
+    /// A step is durable: apply it, move the units it moves, answer who waited, and take the step that must follow.
+    fn stepped(&mut self, order_id: OrderId, stepping: Stepping<A>, now: Timestamp, effects: &mut Vec<Effect<R, A>>) {
+        let Some(held) = self.committed.get_mut(&order_id) else { return };
+        let reservation = Arc::clone(&held.reservation);
+        let units = u64::from(reservation.quantity.get());
+        if held.timeline.apply(stepping.step, stepping.at) {
+            match stepping.step {
+                Step::Paid => {
+                    self.reserved -= units;
+                    self.paid += units;
+                }
+                Step::Expired | Step::Cancelled => {
+                    self.release_due.insert(order_id);
+                }
+                Step::Released => {
+                    self.release_due.remove(&order_id);
+                    self.reserved -= units;
+                    self.released += units;
+                    self.available += units;
+                    self.unhold(&reservation);
+                    if self.sold_out {
+                        self.sold_out = false;
+                        effects.push(Effect::StockReturned { units });
+                    }
+                    self.serve_waiting(now, false, effects);
+                }
+                Step::RefundRequested | Step::Refunded => {}
+            }
+        }
+        for (act, reply) in stepping.waiters {
+            self.decide(order_id, act, reply, now, effects);
+        }
+        if self.release_due.contains(&order_id) && !self.stepping.contains_key(&order_id) {
+            self.take(order_id, Step::Released, now, SmallVec::new(), effects);
+        }
+    }
+
+    fn serve_waiting(&mut self, now: Timestamp, final_answer: bool, effects: &mut Vec<Effect<R, A>>) {
         for request in std::mem::take(&mut self.waiting) {
             self.serve_or_wait(request, now, final_answer, effects);
         }
@@ -248,14 +494,14 @@ impl<R> ShardBook<R> {
         request: PurchaseRequest<R>,
         now: Timestamp,
         final_answer: bool,
-        effects: &mut Vec<Effect<R>>,
+        effects: &mut Vec<Effect<R, A>>,
     ) {
         if let Some(key) = &request.key {
             if let Some(order_id) = self.keys.get(&(request.user, key.clone())) {
                 if let Some(pending) = self.pending.get_mut(order_id) {
                     pending.waiters.push(request.reply);
-                } else if let Some(reservation) = self.committed.get(order_id) {
-                    effects.push(Effect::Reply(request.reply, Ok(receipt_of(reservation))));
+                } else if let Some(held) = self.committed.get(order_id) {
+                    effects.push(Effect::Reply(request.reply, Ok(receipt_of(&held.reservation))));
                 }
                 return;
             }
@@ -282,7 +528,7 @@ impl<R> ShardBook<R> {
         }
     }
 
-    fn reserve(&mut self, request: PurchaseRequest<R>, now: Timestamp, effects: &mut Vec<Effect<R>>) {
+    fn reserve(&mut self, request: PurchaseRequest<R>, now: Timestamp, effects: &mut Vec<Effect<R, A>>) {
         let reservation = Reservation {
             order_id: OrderId::generate(),
             product_id: self.product_id,
@@ -296,29 +542,39 @@ impl<R> ShardBook<R> {
         self.available -= units;
         self.in_flight += units;
         self.hold(&reservation);
+        self.remember_key(&reservation);
         effects.push(Effect::Append(reservation.clone()));
         self.pending.insert(reservation.order_id, Pending { reservation, waiters: smallvec::smallvec![request.reply] });
     }
 
-    fn keep(&mut self, reservation: Arc<Reservation>) {
+    fn keep(&mut self, reservation: Arc<Reservation>, timeline: Timeline) {
         self.orders_by_user.entry(reservation.user_id).or_default().push(reservation.order_id);
-        self.committed.insert(reservation.order_id, reservation);
+        self.committed.insert(reservation.order_id, Held { reservation, timeline });
     }
 
+    /// The buyer's units count against their limit.
     fn hold(&mut self, reservation: &Reservation) {
         *self.holdings.entry(reservation.user_id).or_default() += reservation.quantity.get();
-        if let Some(key) = &reservation.idempotency_key {
-            self.keys.insert((reservation.user_id, key.clone()), reservation.order_id);
-        }
     }
 
-    fn release(&mut self, reservation: &Reservation) {
+    /// The buyer's units no longer count against their limit (a refused append, a released order).
+    fn unhold(&mut self, reservation: &Reservation) {
         if let Some(held) = self.holdings.get_mut(&reservation.user_id) {
             *held -= reservation.quantity.get();
             if *held == 0 {
                 self.holdings.remove(&reservation.user_id);
             }
         }
+    }
+
+    /// A repeat of the purchase's idempotency key answers with this order, even once it has ended.
+    fn remember_key(&mut self, reservation: &Reservation) {
+        if let Some(key) = &reservation.idempotency_key {
+            self.keys.insert((reservation.user_id, key.clone()), reservation.order_id);
+        }
+    }
+
+    fn forget_key(&mut self, reservation: &Reservation) {
         if let Some(key) = &reservation.idempotency_key {
             self.keys.remove(&(reservation.user_id, key.clone()));
         }

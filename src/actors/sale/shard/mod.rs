@@ -1,6 +1,7 @@
 //! The StockShard actor: serialises the purchases of the users hashed to it through its mailbox and turns the
 //! decisions of its `ShardBook` into messages — replies to buyers, appends to the journal writer, requests to the
-//! product's pool. It never waits on anything: the journal's answer comes back as a message.
+//! product's pool. It never waits on anything: the journal's answer comes back as a message. Its orders' later
+//! steps (cancel, expiry, release) go through the same journal writer, decided and applied by the same book.
 
 pub mod book;
 
@@ -8,14 +9,16 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 
-use self::book::{Effect, Outcome, PurchaseRequest, ShardBook, ShardCounts};
+use self::book::{ActOutcome, Effect, OrderRequest, Outcome, PurchaseRequest, ShardBook, ShardCounts};
 use super::gauges::Gauges;
 use crate::actors::journal::{Ack, AppendFailed, Appender, Outcome as Journaled, Recipient};
-use crate::domain::{JournalEvent, OrderId, Reservation, StockSnapshot, Timestamp, UserId};
+use crate::domain::{JournalEvent, Order, OrderId, StockSnapshot, Timestamp, UserId};
 
 pub struct StockShard;
 
 pub type BuyerReply = RpcReplyPort<Outcome>;
+pub type ActReply = RpcReplyPort<ActOutcome>;
+pub type Book = ShardBook<BuyerReply, ActReply>;
 
 /// What a shard asks of its product's pool. The shard knows its product only as the receiver of these.
 pub enum PoolRequest {
@@ -27,7 +30,7 @@ pub enum PoolRequest {
 
 pub struct ShardArgs {
     pub index: usize,
-    pub book: ShardBook<BuyerReply>,
+    pub book: Book,
     pub pool: DerivedActorRef<PoolRequest>,
     pub writer: Appender,
     pub gauges: Arc<Gauges>,
@@ -37,7 +40,7 @@ pub struct ShardState {
     index: usize,
     /// This shard as the journal writer's recipient.
     inbox: Arc<dyn Recipient>,
-    book: ShardBook<BuyerReply>,
+    book: Book,
     pool: DerivedActorRef<PoolRequest>,
     writer: Appender,
     gauges: Arc<Gauges>,
@@ -45,6 +48,10 @@ pub struct ShardState {
 
 pub enum ShardMsg {
     Purchase(PurchaseRequest<BuyerReply>),
+    /// A request about one of this shard's orders.
+    Act(OrderRequest<ActReply>),
+    /// The product's clock: expire what is due, retry releases.
+    Tick,
     /// The journal writer's outcomes for this shard's reservations in one batch.
     Journaled(Vec<Journaled>),
     Grant {
@@ -56,8 +63,8 @@ pub enum ShardMsg {
     Surrender(RpcReplyPort<u64>),
     Counts(RpcReplyPort<ShardCounts>),
     Snapshot(RpcReplyPort<StockSnapshot>),
-    Order(OrderId, RpcReplyPort<Option<Arc<Reservation>>>),
-    OrdersOf(UserId, RpcReplyPort<Vec<Arc<Reservation>>>),
+    Order(OrderId, RpcReplyPort<Option<Order>>),
+    OrdersOf(UserId, RpcReplyPort<Vec<Order>>),
 }
 
 impl Actor for StockShard {
@@ -72,7 +79,7 @@ impl Actor for StockShard {
 
     async fn handle(
         &self,
-        _: ActorRef<ShardMsg>,
+        myself: ActorRef<ShardMsg>,
         message: ShardMsg,
         state: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
@@ -80,12 +87,14 @@ impl Actor for StockShard {
         let now = Timestamp::now();
         let effects = match message {
             ShardMsg::Purchase(request) => state.book.purchase(request, now),
+            ShardMsg::Act(request) => state.book.act(request, now),
+            ShardMsg::Tick => state.book.tick(now),
             ShardMsg::Journaled(outcomes) => {
                 let book = &mut state.book;
                 outcomes
                     .into_iter()
                     .flat_map(|(order_id, result)| match result {
-                        Ok(position) => book.committed(order_id, position),
+                        Ok(position) => book.committed(order_id, position, now),
                         Err(AppendFailed) => book.failed(order_id, now),
                     })
                     .collect()
@@ -117,7 +126,7 @@ impl Actor for StockShard {
                 Vec::new()
             }
         };
-        state.perform(effects, now);
+        state.perform(effects, now, &myself);
         state.gauges.record(before, state.taken());
         Ok(())
     }
@@ -134,11 +143,10 @@ impl Recipient for Inbox {
 
 impl ShardState {
     fn taken(&self) -> u64 {
-        let counts = self.book.counts();
-        counts.in_flight + counts.reserved
+        self.book.taken()
     }
 
-    fn perform(&mut self, effects: Vec<Effect<BuyerReply>>, now: Timestamp) {
+    fn perform(&mut self, effects: Vec<Effect<BuyerReply, ActReply>>, now: Timestamp, myself: &ActorRef<ShardMsg>) {
         let mut queue = effects;
         while !queue.is_empty() {
             let mut follow_up = Vec::new();
@@ -147,12 +155,15 @@ impl ShardState {
                     Effect::Reply(reply, outcome) => {
                         let _ = reply.send(outcome);
                     }
+                    Effect::Answer(reply, outcome) => {
+                        let _ = reply.send(outcome);
+                    }
                     Effect::Append(reservation) => {
-                        let order_id = reservation.order_id;
-                        let ack = Ack { to: Arc::clone(&self.inbox), order_id };
-                        if self.writer.append(JournalEvent::Reserved(reservation), ack).is_err() {
-                            follow_up.extend(self.book.failed(order_id, now));
-                        }
+                        follow_up.extend(self.journal(JournalEvent::Reserved(reservation), now));
+                    }
+                    Effect::Journal(event) => follow_up.extend(self.journal(event, now)),
+                    Effect::TickAgain => {
+                        let _ = myself.cast(ShardMsg::Tick);
                     }
                     Effect::AskPool { want } => {
                         let _ = self.pool.send_message(PoolRequest::NeedStock { shard: self.index, want });
@@ -163,6 +174,16 @@ impl ShardState {
                 }
             }
             queue = follow_up;
+        }
+    }
+
+    /// Hands an event of one of this shard's orders to the journal writer; if it refuses at once, the book hears so.
+    fn journal(&mut self, event: JournalEvent, now: Timestamp) -> Vec<Effect<BuyerReply, ActReply>> {
+        let order_id = event.order_id();
+        let ack = Ack { to: Arc::clone(&self.inbox), order_id };
+        match self.writer.append(event, ack) {
+            Ok(()) => Vec::new(),
+            Err(_) => self.book.failed(order_id, now),
         }
     }
 }
