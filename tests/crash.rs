@@ -1,6 +1,8 @@
 //! `kill -9` in the middle of a sale, on the real binary: every 202'd order must survive exactly once, no unit may
 //! be sold twice, requests whose answer was lost must find their order again by `Idempotency-Key`, and the sale
-//! must go on after the restart until the stock is gone. A final SIGTERM must shut down cleanly with exit 0.
+//! must go on after the restart until the stock is gone. A final SIGTERM must shut down cleanly with exit 0. And
+//! `kill -9` in a storm of cancellations and expiries: every order ends released exactly once, by one cause, the
+//! expiries still pending fire after the restart, and the whole stock sells again, once.
 
 mod common;
 
@@ -18,10 +20,15 @@ const STOCK: u32 = 600;
 const KILL_AFTER_ACCEPTED: usize = 200;
 
 fn start_server(scratch: &Scratch, port: u16) -> Child {
+    start_server_with(scratch, port, &[])
+}
+
+fn start_server_with(scratch: &Scratch, port: u16, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_seckill"))
         .arg("serve")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .envs(scratch.env())
+        .envs(env.iter().copied())
         .env("SECKILL__SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("SECKILL__SNAPSHOTS__EVERY_UNITS", "50")
         .env("RUST_LOG", "warn")
@@ -168,3 +175,91 @@ async fn kill_9_mid_sale_loses_nothing_and_sells_nothing_twice(backend: Backend)
     assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
 }
 on_every_backend!(kill_9_mid_sale_loses_nothing_and_sells_nothing_twice);
+
+const RELEASES: u32 = 300;
+
+/// A cancellation whose answer the kill may take away (`None`).
+async fn cancel(api: &Api, order: &str, token: &str) -> Option<StatusCode> {
+    let request = api.client.post(api.url(&format!("/api/v1/orders/{order}/cancel"))).bearer_auth(token);
+    request.timeout(Duration::from_secs(10)).send().await.ok().map(|response| response.status())
+}
+
+async fn kill_9_amid_cancels_and_expiries_releases_every_unit_once(backend: Backend) {
+    let scratch = Scratch::new(backend);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let window = [("SECKILL__SALE__PAYMENT_WINDOW_SECS", "3")];
+    let mut server = start_server_with(&scratch, port, &window);
+    wait_ready(&base).await;
+    let api = Api::connect(base.clone()).await;
+    let product = api.create_product(RELEASES, 1, 4).await;
+    let users = api.customers(2 * RELEASES as usize).await;
+    let (first, second) = users.split_at(RELEASES as usize);
+    let orders: Vec<String> = join_all(first.iter().map(|(_, token)| api.purchase(product, token, None, 1)))
+        .await
+        .into_iter()
+        .map(|answer| answer.body["order_id"].as_str().expect("every unit sells").to_owned())
+        .collect();
+
+    // Half the buyers cancel, a few at a time, while the other half's windows run out; the kill lands once a third
+    // of the cancellations were answered.
+    let cancelled = Mutex::new(HashSet::new());
+    let next = AtomicUsize::new(0);
+    let cancels = join_all((0..4).map(|_| async {
+        while let Some(index) = Some(next.fetch_add(2, Ordering::Relaxed)).filter(|i| *i < orders.len()) {
+            if cancel(&api, &orders[index], &first[index].1).await == Some(StatusCode::OK) {
+                cancelled.lock().expect("lock").insert(orders[index].clone());
+            }
+        }
+    }));
+    let kill = async {
+        let a_third_answered = || async { (cancelled.lock().expect("lock").len() >= 50).then_some(()) };
+        common::eventually_every(
+            "cancellations are answered",
+            Duration::from_secs(30),
+            Duration::from_millis(2),
+            a_third_answered,
+        )
+        .await;
+        server.kill().expect("SIGKILL");
+        server.wait().expect("reaped");
+    };
+    tokio::join!(cancels, kill);
+    let cancelled = cancelled.into_inner().expect("lock");
+    eprintln!("killed after {} cancellations were answered", cancelled.len());
+
+    // After the restart every order ends released — the expiries pending at the kill fire — and nothing is sold.
+    let mut server = start_server_with(&scratch, port, &window);
+    wait_ready(&base).await;
+    let api = Api::connect(base.clone()).await;
+    let all_released = || async {
+        let view = api.admin_view(product).await;
+        (view["released"] == RELEASES).then_some(view)
+    };
+    let view = common::eventually("every order is released", Duration::from_secs(30), all_released).await;
+    assert_eq!((view["reserved"].as_u64(), view["available"].as_u64()), (Some(0), Some(u64::from(RELEASES))));
+    assert_eq!(view["invariant_holds"], true, "{view}");
+    let rows = api.settled_orders(product).await;
+    assert_eq!(rows.len(), RELEASES as usize);
+    for row in &rows {
+        let steps: Vec<&str> =
+            row["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+        assert!(
+            steps == ["cancelled", "released"] || steps == ["expired", "released"],
+            "one cause, one release: {row}"
+        );
+        if cancelled.contains(row["order_id"].as_str().expect("id")) {
+            assert_eq!(steps[0], "cancelled", "an answered cancel stands: {row}");
+        }
+    }
+
+    // The released stock sells again, exactly once.
+    let resold = join_all(second.iter().map(|(_, token)| api.purchase(product, token, None, 1))).await;
+    assert!(resold.iter().all(|answer| answer.status == StatusCode::ACCEPTED));
+    assert_eq!(api.purchase(product, &first[0].1, None, 1).await.code(), "SOLD_OUT");
+    let view = api.admin_view(product).await;
+    assert_eq!((view["reserved"].as_u64(), view["invariant_holds"].as_bool()), (Some(u64::from(RELEASES)), Some(true)));
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+}
+on_every_backend!(kill_9_amid_cancels_and_expiries_releases_every_unit_once);

@@ -50,3 +50,49 @@ impl Engine {
         Err(OrderStepError::NotFound)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::super::testing::{engine, flaky_on_cue, open_sale, restart_product, settings, until};
+    use super::*;
+    use crate::domain::{Quantity, Step};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancel_the_journal_refused_is_not_taken_even_if_it_landed_and_a_restart_agrees() {
+        let dir = tempfile::tempdir().unwrap();
+        let refuse = Arc::new(AtomicUsize::new(0));
+        let engine = engine(&dir, flaky_on_cue(Arc::clone(&refuse), true), settings()).await;
+        let product = open_sale(&engine, 10).await;
+        let buyer = UserId::try_from(3).unwrap();
+        let order = engine.purchase(product, buyer, Quantity::try_from(1).unwrap(), None).await.unwrap().order_id;
+        let status = || async { engine.order(order, Some(buyer)).await.unwrap().map(|order| order.status()) };
+
+        refuse.store(1, Ordering::SeqCst);
+        assert_eq!(engine.cancel(order, buyer).await, Err(OrderStepError::Unavailable));
+        assert_eq!(status().await, Some(OrderStatus::Reserved));
+        restart_product(&engine, product).await;
+        assert_eq!(status().await, Some(OrderStatus::Reserved), "the landed cancel is revoked in the journal");
+
+        assert_eq!(engine.cancel(order, buyer).await.map(|order| order.status()), Ok(OrderStatus::Cancelled));
+        until("the unit is released", || async { engine.inspect(product).await.unwrap().released == 1 }).await;
+        restart_product(&engine, product).await;
+        assert_eq!(status().await, Some(OrderStatus::Released));
+        let view = engine.inspect(product).await.unwrap();
+        assert_eq!((view.released, view.reserved, view.summary.available), (1, 0, 10));
+        assert!(view.invariant_holds);
+        assert_eq!(engine.cancel(order, UserId::try_from(4).unwrap()).await, Err(OrderStepError::NotFound));
+
+        until("the projector has the order's steps", || async {
+            let projected = engine.db.order(order).await.unwrap();
+            projected.is_some_and(|order| order.status() == OrderStatus::Released)
+        })
+        .await;
+        let projected = engine.db.order(order).await.unwrap().unwrap();
+        let steps: Vec<Step> = projected.timeline.steps().iter().map(|taken| taken.step).collect();
+        assert_eq!(steps, [Step::Cancelled, Step::Released], "the revoked cancel left no trace");
+        engine.shutdown().await;
+    }
+}

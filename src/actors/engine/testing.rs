@@ -16,10 +16,10 @@ use crate::domain::{
 };
 use crate::persistence::{Database, Journal, JournalAppend, JournalError, SqlJournal, SqlSnapshots};
 
-/// Reports the first `failures` appends failed, then appends like the SQL journal it wraps. With `lands`, those
+/// Reports the next `failures` appends failed, then appends like the SQL journal it wraps. With `lands`, those
 /// appends are written all the same: the answer is lost, not the events. It stands in for the writer's role only.
 pub struct FlakyAppend {
-    failures: AtomicUsize,
+    failures: Arc<AtomicUsize>,
     lands: bool,
     inner: SqlJournal,
 }
@@ -56,10 +56,12 @@ pub fn slow(delay: Duration) -> impl FnOnce(SqlJournal) -> Journal {
 
 /// The SQL journal, with the first `failures` appends refused (`lands`: written all the same).
 pub fn flaky(failures: usize, lands: bool) -> impl FnOnce(SqlJournal) -> Journal {
-    move |sql| Journal {
-        append: Arc::new(FlakyAppend { failures: AtomicUsize::new(failures), lands, inner: sql.clone() }),
-        ..Journal::whole(sql)
-    }
+    flaky_on_cue(Arc::new(AtomicUsize::new(failures)), lands)
+}
+
+/// The SQL journal, refusing as many appends as `failures` says whenever the test sets it.
+pub fn flaky_on_cue(failures: Arc<AtomicUsize>, lands: bool) -> impl FnOnce(SqlJournal) -> Journal {
+    move |sql| Journal { append: Arc::new(FlakyAppend { failures, lands, inner: sql.clone() }), ..Journal::whole(sql) }
 }
 
 pub fn settings() -> EngineSettings {

@@ -218,6 +218,12 @@ impl Committer {
     fn run(mut self) {
         loop {
             if self.commits.is_idle() {
+                // One try at the undos still owed before a flush is answered: a recovery flushes before it reads.
+                if !self.flush_waiters.is_empty() {
+                    if let Some(owed) = self.commits.settle_owed() {
+                        self.commit(owed);
+                    }
+                }
                 for waiter in self.flush_waiters.drain(..) {
                     let _ = waiter.send(());
                 }
@@ -603,5 +609,21 @@ mod tests {
         assert_eq!(batches.len(), 1);
         assert!(matches!(batches[0][0], JournalEvent::Voided(_)), "the owed void goes first");
         assert!(matches!(batches[0][1], JournalEvent::Reserved(_)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flush_is_answered_only_after_a_try_at_the_undos_still_owed() {
+        let journal = Journal { fail: AtomicBool::new(true), ..Journal::default() };
+        let (running, to) = (start(journal, 10, Duration::ZERO).await, Arc::new(Listener::default()));
+        running.appender.append(event(), ack(&to)).unwrap();
+        assert!(running.appender.flushed().await, "a flush is always answered");
+        assert_eq!(to.outcomes(), vec![Err(AppendFailed)]);
+        running.journal.fail.store(false, Ordering::SeqCst);
+
+        // A recovery flushes and then reads the journal: the void of the failed append must be there by then.
+        assert!(running.appender.flushed().await, "a flush is always answered");
+        let batches = running.journal.batches.lock().unwrap();
+        assert_eq!(batches.len(), 1, "{batches:?}");
+        assert!(matches!(batches[0][..], [JournalEvent::Voided(_)]), "the owed void alone: {batches:?}");
     }
 }

@@ -5,7 +5,9 @@
 //! A failed append rolls its reservations back in memory, but it may have landed in part (or whole, if only the
 //! answer was lost). So the writer owes the journal a void for each event of a failed batch and puts those voids at
 //! the head of the next batch: no later reservation is acknowledged before they are durable, and readers of the
-//! journal drop what they void.
+//! journal drop what they void. (A step of an order is undone the same way, by a revocation.) Before a flush is
+//! answered they are written on their own too (`settle_owed`), since a flush is how a recovery waits until the
+//! journal holds a product's whole history.
 
 use crate::domain::JournalEvent;
 
@@ -67,6 +69,15 @@ impl<A> GroupCommit<A> {
     pub fn failed(&mut self, undo: Vec<JournalEvent>) {
         self.in_flight = false;
         self.owed.splice(0..0, undo);
+    }
+
+    /// The owed undos on their own, when nothing else is pending or in flight to carry them.
+    pub fn settle_owed(&mut self) -> Option<Batch<A>> {
+        if !self.is_idle() || self.owed.is_empty() {
+            return None;
+        }
+        self.in_flight = true;
+        Some(Batch { events: std::mem::take(&mut self.owed), acks: Vec::new() })
     }
 
     pub fn is_idle(&self) -> bool {
@@ -140,6 +151,24 @@ pub(crate) mod tests {
         let retry = commits.next_batch().unwrap();
         assert_eq!(retry.events.len() - retry.acks.len(), 2, "both voids are owed again, the first one still first");
         assert!(matches!(retry.events[0], JournalEvent::Voided(v) if v.order_id == reserved.order_id));
+    }
+
+    #[test]
+    fn owed_undos_can_be_settled_on_their_own_once_nothing_else_is_pending() {
+        let mut commits = GroupCommit::new(10, Vec::new());
+        commits.push(event(), 1);
+        let failed = commits.next_batch().unwrap();
+        commits.push(event(), 2);
+        assert!(commits.settle_owed().is_none(), "nothing is owed yet");
+        commits.failed(failed.events.iter().map(JournalEvent::undo).collect());
+        assert!(commits.settle_owed().is_none(), "a pending event carries them");
+        let carried = commits.next_batch().unwrap();
+        commits.failed(carried.events.iter().map(JournalEvent::undo).collect());
+        let settled = commits.settle_owed().expect("the owed undos alone");
+        assert_eq!((settled.events.len(), settled.acks.len()), (2, 0));
+        assert!(commits.settle_owed().is_none() && commits.next_batch().is_none(), "one batch in flight at a time");
+        commits.succeeded();
+        assert!(commits.settle_owed().is_none(), "paid");
     }
 
     #[test]
