@@ -58,6 +58,7 @@ impl App {
                 Duration::from_secs(settings.auth.token_ttl_secs),
             )),
             default_shards: settings.default_shards(),
+            default_payment_window: settings.sale.payment_window_secs,
             body_limit: settings.server.body_limit_bytes,
         };
         let listen = settings.server.listen;

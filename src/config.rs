@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::actors::{BackoffPolicy, EngineSettings, SnapshotPolicy};
-use crate::domain::ShardCount;
+use crate::domain::{PaymentWindow, ShardCount};
 use crate::persistence::KafkaConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,7 +113,8 @@ pub struct ProjectorSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SaleSettings {
-    pub payment_window_secs: u64,
+    /// For sales created without a window of their own.
+    pub payment_window_secs: PaymentWindow,
     pub purchase_timeout_ms: u64,
     pub default_shards: u32,
 }
@@ -217,7 +218,6 @@ impl Settings {
     pub fn engine(&self) -> EngineSettings {
         let supervision = &self.supervision;
         EngineSettings {
-            pay_within: Duration::from_secs(self.sale.payment_window_secs),
             purchase_timeout: Duration::from_millis(self.sale.purchase_timeout_ms),
             journal_max_batch: self.journal.max_batch,
             journal_linger: Duration::from_millis(self.journal.linger_ms),

@@ -75,10 +75,8 @@ async fn a_cancelled_unit_is_sold_again_and_its_buyer_may_buy_again(backend: Bac
 }
 
 async fn an_unpaid_order_expires_and_its_unit_is_sold_again(backend: Backend) {
-    let mut scratch = Scratch::new(backend);
-    scratch.set("sale.payment_window_secs", "1");
-    let app = start_on(scratch).await;
-    let product = app.create_product(1, 1, 1).await;
+    let app = start_on(Scratch::new(backend)).await;
+    let product = app.create_product_with(1, 1, 1, serde_json::json!({"payment_window_secs": 1})).await;
     let users = app.customers(2).await;
     let (walks_away, next) = (&users[0].1, &users[1].1);
     let order = app.purchase(product, walks_away, None, 1).await.body["order_id"].as_str().unwrap().to_owned();
@@ -90,6 +88,9 @@ async fn an_unpaid_order_expires_and_its_unit_is_sold_again(backend: Backend) {
     assert_eq!((expired["status"].as_str(), steps(&expired)), (Some("released"), vec!["expired", "released"]));
     let resold = app.purchase(product, next, None, 1).await;
     assert_eq!(resold.status, StatusCode::ACCEPTED, "{}", resold.body);
+    let resold = app.order(resold.body["order_id"].as_str().unwrap(), next).await.body;
+    let time = |field: &str| chrono::DateTime::parse_from_rfc3339(resold[field].as_str().unwrap()).unwrap();
+    assert_eq!((time("pay_before") - time("reserved_at")).num_seconds(), 1, "the sale's own window: {resold}");
     assert_eq!(app.cancel(&order, walks_away).await.code(), "ORDER_STATUS_CONFLICT", "an expired order stays expired");
 
     // After a restart from the journal alone, the second buyer's order is there and expires in turn.

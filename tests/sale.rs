@@ -196,6 +196,20 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
             "INVALID_INPUT",
         ),
         (
+            "no time to pay",
+            post(&app.url("/api/v1/admin/products"))
+                .bearer_auth(&app.admin_token)
+                .json(&json!({"name": "x", "price_cents": 1, "stock": 3, "payment_window_secs": 0})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+        ),
+        (
+            "a cancel of an order that does not exist",
+            post(&app.url("/api/v1/orders/01a2361f-02a8-704d-af9e-fb8b99407351/cancel")).bearer_auth(token),
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        ),
+        (
             "negative price",
             post(&app.url("/api/v1/admin/products"))
                 .bearer_auth(&app.admin_token)
@@ -239,7 +253,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     }
 
     let after = app.admin_view(product).await;
-    for field in ["available", "reserved", "in_flight", "pool"] {
+    for field in ["available", "reserved", "in_flight", "pool", "released"] {
         assert_eq!(after[field], before[field], "bad input changed {field}");
     }
     assert_eq!(app.settled_orders(product).await.len(), 0);

@@ -18,4 +18,4 @@ pub use lifecycle::{Decision, OrderLife, OrderStatus, Refund, Step, StepAt, Time
 pub use order::{Order, OrderSteps, StockSnapshot};
 pub use parse::ParseError;
 pub use product::{Product, ProductDraft, SalePhase, SaleWindow};
-pub use quantity::{PerUserLimit, Quantity, ShardCount, StockLevel};
+pub use quantity::{PaymentWindow, PerUserLimit, Quantity, ShardCount, StockLevel};

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{ParseError, PerUserLimit, ProductId, ShardCount, StockLevel, Timestamp};
+use super::{ParseError, PaymentWindow, PerUserLimit, ProductId, ShardCount, StockLevel, Timestamp};
 
 /// When a sale is open: `starts_at` inclusive, `ends_at` exclusive, and never empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,6 +57,8 @@ pub struct ProductDraft {
     pub per_user_limit: PerUserLimit,
     pub shards: ShardCount,
     pub window: SaleWindow,
+    /// How long each buyer has to pay.
+    pub payment_window: PaymentWindow,
 }
 
 impl ProductDraft {

@@ -1,5 +1,5 @@
 //! Counts with bounds a flash sale needs: a purchase is 1..=100 units, a sale holds at most ten million, a product
-//! splits into 1..=256 shards. Anything outside is a client error, caught before it reaches an actor.
+//! splits into 1..=256 shards, a buyer has from a second to a day to pay. Anything outside is a client error, caught before it reaches an actor.
 
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +59,16 @@ bounded!(
     /// Shards a product's stock is split into.
     ShardCount, u32, "shards", 1, 256
 );
+bounded!(
+    /// Seconds a buyer has to pay for a reservation before it expires.
+    PaymentWindow, u32, "payment_window_secs", 1, 86_400
+);
+
+impl PaymentWindow {
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.0))
+    }
+}
 
 impl ShardCount {
     /// One shard per core: the shards of a product then never queue behind each other.

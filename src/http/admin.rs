@@ -14,7 +14,7 @@ use super::problem::Problem;
 use super::AppState;
 use crate::accounts::AccountsError;
 use crate::domain::{
-    PerUserLimit, ProductDraft, ProductId, Role, SaleWindow, ShardCount, StockLevel, Timestamp, Username,
+    PaymentWindow, PerUserLimit, ProductDraft, ProductId, Role, SaleWindow, ShardCount, StockLevel, Timestamp, Username,
 };
 
 /// How long a sale lasts when the admin gives no end.
@@ -30,6 +30,7 @@ pub struct NewProduct {
     shards: Option<ShardCount>,
     starts_at: Option<Timestamp>,
     ends_at: Option<Timestamp>,
+    payment_window_secs: Option<PaymentWindow>,
 }
 
 pub async fn create_product(state: Arc<AppState>, _: Caller, body: NewProduct) -> Result<Response, Problem> {
@@ -42,6 +43,7 @@ pub async fn create_product(state: Arc<AppState>, _: Caller, body: NewProduct) -
         per_user_limit: body.per_user_limit.unwrap_or(PerUserLimit::try_from(1)?),
         shards: body.shards.unwrap_or(state.default_shards),
         window: SaleWindow::new(starts_at, ends_at)?,
+        payment_window: body.payment_window_secs.unwrap_or(state.default_payment_window),
     };
     let product = state.engine.create_product(draft).await?;
     Ok(warp::reply::with_status(warp::reply::json(&product), StatusCode::CREATED).into_response())

@@ -25,7 +25,7 @@ pub use problem::Problem;
 
 use crate::accounts::Accounts;
 use crate::actors::Engine;
-use crate::domain::ShardCount;
+use crate::domain::{PaymentWindow, ShardCount};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -34,6 +34,7 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub tokens: Arc<Tokens>,
     pub default_shards: ShardCount,
+    pub default_payment_window: PaymentWindow,
     pub body_limit: u64,
 }
 

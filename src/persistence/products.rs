@@ -5,12 +5,14 @@ use diesel::prelude::*;
 
 use super::db::{per_backend, Database, DbError};
 use super::schema::products;
-use crate::domain::{PerUserLimit, Product, ProductDraft, ProductId, SaleWindow, ShardCount, StockLevel, Timestamp};
+use crate::domain::{
+    PaymentWindow, PerUserLimit, Product, ProductDraft, ProductId, SaleWindow, ShardCount, StockLevel, Timestamp,
+};
 
-type Row = (i64, String, i64, i32, i32, i32, i64, i64);
+type Row = (i64, String, i64, i32, i32, i32, i64, i64, i32);
 
 fn from_row(
-    (id, name, price_cents, stock, per_user_limit, shards, starts_at, ends_at): Row,
+    (id, name, price_cents, stock, per_user_limit, shards, starts_at, ends_at, payment_window): Row,
 ) -> Result<Product, DbError> {
     let bad = |what: &str| DbError::Corrupt(format!("products row {id}: bad {what}"));
     let window = SaleWindow::new(Timestamp::from_millis(starts_at), Timestamp::from_millis(ends_at))
@@ -24,6 +26,8 @@ fn from_row(
             per_user_limit: PerUserLimit::try_from(i64::from(per_user_limit)).map_err(|_| bad("per_user_limit"))?,
             shards: ShardCount::try_from(i64::from(shards)).map_err(|_| bad("shards"))?,
             window,
+            payment_window: PaymentWindow::try_from(i64::from(payment_window))
+                .map_err(|_| bad("payment_window_secs"))?,
         },
     })
 }
@@ -38,6 +42,7 @@ impl Database {
             products::shards.eq(draft.shards.get() as i32),
             products::starts_at.eq(draft.window.starts_at().millis()),
             products::ends_at.eq(draft.window.ends_at().millis()),
+            products::payment_window_secs.eq(draft.payment_window.get() as i32),
             products::created_at.eq(Timestamp::now().millis()),
         );
         let id = self
@@ -65,6 +70,7 @@ impl Database {
                     products::shards,
                     products::starts_at,
                     products::ends_at,
+                    products::payment_window_secs,
                 ))
                 .load::<Row>(conn)?
                 .into_iter()

@@ -21,6 +21,7 @@ diesel::table! {
         starts_at -> BigInt,
         ends_at -> BigInt,
         created_at -> BigInt,
+        payment_window_secs -> Integer,
     }
 }
 

@@ -73,10 +73,18 @@ impl Api {
 
     /// Creates an open sale and returns its id.
     pub async fn create_product(&self, stock: u32, per_user_limit: u32, shards: u32) -> i64 {
-        let body = json!({
+        self.create_product_with(stock, per_user_limit, shards, json!({})).await
+    }
+
+    /// A product with more of its fields set in `extra` (an object).
+    pub async fn create_product_with(&self, stock: u32, per_user_limit: u32, shards: u32, extra: Value) -> i64 {
+        let mut body = json!({
             "name": "Flash phone", "price_cents": 49_900, "stock": stock,
             "per_user_limit": per_user_limit, "shards": shards,
         });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
         let answer = self
             .send(self.client.post(self.url("/api/v1/admin/products")).bearer_auth(&self.admin_token).json(&body))
             .await;

@@ -32,7 +32,6 @@ use crate::persistence::{Database, DbError, Journal, JournalError, JournalProjec
 /// Tunables of the actor system (see `config/default.toml` for what each means).
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    pub pay_within: Duration,
     pub purchase_timeout: Duration,
     pub journal_max_batch: usize,
     pub journal_linger: Duration,
@@ -80,7 +79,6 @@ impl Engine {
             journal: Arc::clone(&journal.replay),
             snapshots,
             writer: appender.clone(),
-            pay_within: settings.pay_within,
             snapshot_policy: settings.snapshots,
             snapshot_failures: AtomicU64::new(0),
         });

@@ -12,7 +12,7 @@ use crate::actors::sale::product::snapshot_clock::SnapshotPolicy;
 use crate::actors::supervision::BackoffPolicy;
 use crate::domain::Timestamp;
 use crate::domain::{
-    JournalEvent, PerUserLimit, Position, ProductDraft, ProductId, SaleWindow, ShardCount, StockLevel,
+    JournalEvent, PaymentWindow, PerUserLimit, Position, ProductDraft, ProductId, SaleWindow, ShardCount, StockLevel,
 };
 use crate::persistence::{Database, Journal, JournalAppend, JournalError, SqlJournal, SqlSnapshots};
 
@@ -66,7 +66,6 @@ pub fn flaky_on_cue(failures: Arc<AtomicUsize>, lands: bool) -> impl FnOnce(SqlJ
 
 pub fn settings() -> EngineSettings {
     EngineSettings {
-        pay_within: Duration::from_secs(60),
         purchase_timeout: Duration::from_secs(5),
         journal_max_batch: 64,
         journal_linger: Duration::ZERO,
@@ -108,6 +107,7 @@ pub async fn open_sale(engine: &Engine, stock: i64) -> ProductId {
         per_user_limit: PerUserLimit::try_from(1).unwrap(),
         shards: ShardCount::try_from(2).unwrap(),
         window: SaleWindow::new(now, now.plus(Duration::from_secs(3600))).unwrap(),
+        payment_window: PaymentWindow::try_from(60).unwrap(),
     };
     engine.create_product(draft).await.unwrap().id
 }

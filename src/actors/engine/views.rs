@@ -27,6 +27,8 @@ pub struct ProductSummary {
     pub ends_at: Timestamp,
     pub phase: SalePhase,
     pub sold_out: bool,
+    /// Seconds each buyer has to pay.
+    pub payment_window_secs: u32,
 }
 
 /// A product as an admin sees it: where every unit is right now, and whether they add up.
@@ -129,5 +131,6 @@ fn summarize(handle: &ProductHandle) -> ProductSummary {
         ends_at: draft.window.ends_at(),
         phase: draft.window.phase(Timestamp::now()),
         sold_out: handle.gauges.is_sold_out(),
+        payment_window_secs: draft.payment_window.get(),
     }
 }

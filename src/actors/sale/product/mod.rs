@@ -31,7 +31,6 @@ pub struct ProductDeps {
     pub journal: Arc<dyn JournalReplay>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub writer: Appender,
-    pub pay_within: Duration,
     pub snapshot_policy: SnapshotPolicy,
     /// Snapshots that could not be saved, across all products, since start.
     pub snapshot_failures: AtomicU64,
@@ -136,7 +135,8 @@ impl Actor for ProductActor {
         let mut shards = Vec::with_capacity(per_shard.len());
         for (index, orders) in per_shard.into_iter().enumerate() {
             let limit = product.draft.per_user_limit.get();
-            let book = ShardBook::new(product.id, limit, deps.pay_within, recovered.position, orders);
+            let pay_within = product.draft.payment_window.duration();
+            let book = ShardBook::new(product.id, limit, pay_within, recovered.position, orders);
             let args = ShardArgs {
                 index,
                 book,

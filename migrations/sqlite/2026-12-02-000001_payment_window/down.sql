@@ -1,0 +1,1 @@
+ALTER TABLE products DROP COLUMN payment_window_secs;
