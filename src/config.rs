@@ -124,8 +124,10 @@ pub struct SupervisionSettings {
     pub backoff_base_ms: u64,
     pub backoff_factor: u32,
     pub backoff_cap_ms: u64,
+    pub backoff_jitter: f64,
     pub max_restarts: usize,
     pub restart_window_secs: u64,
+    pub reset_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,8 +236,10 @@ impl Settings {
                 base: Duration::from_millis(supervision.backoff_base_ms),
                 factor: supervision.backoff_factor,
                 cap: Duration::from_millis(supervision.backoff_cap_ms),
+                jitter: supervision.backoff_jitter,
                 max_restarts: supervision.max_restarts,
                 window: Duration::from_secs(supervision.restart_window_secs),
+                reset_after: Duration::from_secs(supervision.reset_after_secs),
             },
         }
     }

@@ -71,6 +71,16 @@ async fn a_cancelled_unit_is_sold_again_and_its_buyer_may_buy_again(backend: Bac
         assert_eq!(after[field], before[field], "{field} after a restart: {after}");
     }
     assert_eq!(app.order(&first_order, first).await.body["status"], "released");
+
+    // Nothing failed: every supervisor says so, to an admin only.
+    let supervision = app.url("/api/v1/admin/supervision");
+    let answer = app.send(app.client.get(&supervision).bearer_auth(&app.admin_token)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    for supervisor in ["root", "products"] {
+        assert_eq!(answer.body[supervisor]["restarts"], 0, "{}", answer.body);
+        assert_eq!(answer.body[supervisor]["children"], serde_json::json!([]), "{}", answer.body);
+    }
+    assert_eq!(app.send(app.client.get(&supervision).bearer_auth(first)).await.code(), "FORBIDDEN");
     app.stop().await;
 }
 

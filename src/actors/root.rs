@@ -16,7 +16,7 @@ use super::orders::projector::{OrderProjector, ProjectorArgs, ProjectorLink, Pro
 use super::sale::catalog::Catalog;
 use super::sale::product::ProductDeps;
 use super::sale::supervisor::{CreateReply, ProductSupervisor, SupervisorArgs, SupervisorMsg};
-use super::supervision::Restarts;
+use super::supervision::{Restarts, SupervisorView};
 use super::EngineSettings;
 use crate::domain::ProductDraft;
 use crate::persistence::{Database, Journal};
@@ -42,6 +42,16 @@ pub enum Child {
     Products,
 }
 
+impl std::fmt::Display for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Child::JournalWriter => "journal_writer",
+            Child::OrderProjector => "order_projector",
+            Child::Products => "product_supervisor",
+        })
+    }
+}
+
 pub struct RootState {
     args: RootArgs,
     writer: Option<ActorRef<WriterMsg>>,
@@ -63,8 +73,14 @@ pub struct TreeHealth {
 pub enum RootMsg {
     Start(Child),
     Health(RpcReplyPort<TreeHealth>),
-    CreateProduct { draft: ProductDraft, reply: CreateReply },
-    ProductRestarts(RpcReplyPort<u64>),
+    CreateProduct {
+        draft: ProductDraft,
+        reply: CreateReply,
+    },
+    /// The root's own restarts.
+    Supervision(RpcReplyPort<SupervisorView>),
+    /// The product supervisor's restarts.
+    ProductSupervision(RpcReplyPort<SupervisorView>),
     ProjectorStatus(RpcReplyPort<ProjectorStatus>),
 }
 
@@ -116,7 +132,10 @@ impl Actor for RootSupervisor {
                     let _ = reply.send(Err("the product supervisor is restarting".into()));
                 }
             },
-            RootMsg::ProductRestarts(reply) => {
+            RootMsg::Supervision(reply) => {
+                let _ = reply.send(state.restarts.view(Instant::now()));
+            }
+            RootMsg::ProductSupervision(reply) => {
                 if let Some(products) = &state.products {
                     products.cast(SupervisorMsg::Restarts(reply))?;
                 }

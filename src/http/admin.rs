@@ -72,6 +72,11 @@ pub async fn projector(state: Arc<AppState>, _: Caller) -> Result<Response, Prob
     Ok(warp::reply::json(&body).into_response())
 }
 
+/// Every supervisor's restarts: per child, its restarts, failures counted against its budget, the latest delay.
+pub async fn supervision(state: Arc<AppState>, _: Caller) -> Result<Response, Problem> {
+    Ok(warp::reply::json(&state.engine.supervision().await?).into_response())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkAccounts {

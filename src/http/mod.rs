@@ -135,6 +135,12 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .map(respond);
     let projector =
         warp::path!("projector").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::projector);
+    let supervision = warp::path!("supervision")
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(admin::supervision)
+        .map(respond);
     let bulk = warp::path!("users" / "bulk")
         .and(warp::post())
         .and(with(state.clone()))
@@ -147,6 +153,8 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(product_orders)
         .unify()
         .or(projector.map(respond))
+        .unify()
+        .or(supervision)
         .unify()
         .or(bulk.map(respond))
         .unify()

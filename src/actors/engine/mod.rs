@@ -177,6 +177,11 @@ mod tests {
             assert!(engine.purchase(product, user(buyer), one(), None).await.is_ok());
         }
         assert_eq!(engine.restarts().await.unwrap(), 1);
+        let supervision = engine.supervision().await.unwrap();
+        let restarted = &supervision.products.children[0];
+        assert_eq!((restarted.child.as_str(), restarted.restarts, restarted.failures_in_window), ("1", 1, 1));
+        assert!(restarted.last_delay_ms >= 10, "the policy's first delay: {restarted:?}");
+        assert!(supervision.root.children.is_empty(), "the root's children never failed");
         engine.shutdown().await;
     }
 
@@ -223,6 +228,11 @@ mod tests {
         until("the service is ready again", || engine.is_ready()).await;
 
         assert_eq!(engine.tree_restarts().await.unwrap(), 1);
+        let root = engine.supervision().await.unwrap().root;
+        assert_eq!(
+            root.children.iter().map(|c| (c.child.as_str(), c.restarts)).collect::<Vec<_>>(),
+            [("journal_writer", 1)]
+        );
         assert!(engine.purchase(product, user(2), one(), None).await.is_ok(), "appends reach the new committer");
         let view = engine.inspect(product).await.unwrap();
         assert_eq!((view.reserved, view.summary.available), (2, 48));

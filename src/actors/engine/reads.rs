@@ -7,7 +7,15 @@ use super::{ask, Engine, EngineError};
 use crate::actors::orders::projector::ProjectorStatus;
 use crate::actors::root::RootMsg;
 use crate::actors::sale::shard::ShardMsg;
+use crate::actors::supervision::SupervisorView;
 use crate::domain::{Order, OrderId, ProductId, UserId};
+
+/// Every supervisor's restarts, as an admin sees them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Supervision {
+    pub root: SupervisorView,
+    pub products: SupervisorView,
+}
 
 /// How many of a buyer's orders `GET /orders` lists.
 const RECENT_ORDERS: i64 = 100;
@@ -60,7 +68,15 @@ impl Engine {
 
     /// Product restarts performed by the product supervisor since it started.
     pub async fn restarts(&self) -> Result<u64, EngineError> {
-        ask(&self.root, RootMsg::ProductRestarts).await
+        Ok(self.supervision().await?.products.restarts)
+    }
+
+    /// The restarts of every supervisor: the root's children, and the products.
+    pub async fn supervision(&self) -> Result<Supervision, EngineError> {
+        Ok(Supervision {
+            root: ask(&self.root, RootMsg::Supervision).await?,
+            products: ask(&self.root, RootMsg::ProductSupervision).await?,
+        })
     }
 }
 

@@ -78,8 +78,10 @@ pub fn settings() -> EngineSettings {
             base: Duration::from_millis(10),
             factor: 2,
             cap: Duration::from_millis(100),
+            jitter: 0.2,
             max_restarts: 3,
             window: Duration::from_secs(10),
+            reset_after: Duration::from_secs(30),
         },
     }
 }

@@ -12,7 +12,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use super::catalog::{Catalog, ProductHandle};
 use super::gauges::Gauges;
 use super::product::{ProductActor, ProductArgs, ProductDeps, ProductMsg};
-use crate::actors::supervision::{BackoffPolicy, Restarts};
+use crate::actors::supervision::{BackoffPolicy, Restarts, SupervisorView};
 use crate::domain::{Product, ProductDraft, ProductId};
 use crate::persistence::{Database, DbError};
 
@@ -39,7 +39,7 @@ pub enum SupervisorMsg {
     Create { draft: ProductDraft, reply: CreateReply },
     Stored { result: Result<Product, DbError>, reply: CreateReply },
     Start(Product),
-    Restarts(RpcReplyPort<u64>),
+    Restarts(RpcReplyPort<SupervisorView>),
 }
 
 impl Actor for ProductSupervisor {
@@ -105,7 +105,7 @@ impl Actor for ProductSupervisor {
                 }
             }
             SupervisorMsg::Restarts(reply) => {
-                let _ = reply.send(state.restarts.total());
+                let _ = reply.send(state.restarts.view(Instant::now()));
             }
         }
         Ok(())
