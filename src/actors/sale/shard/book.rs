@@ -10,8 +10,9 @@
 //! domain's state machine), journals each, and applies it only once it is durable. A paid order keeps its units
 //! (`paid`); one that expired or was cancelled is released, and its units go back to `available`, on sale again, and
 //! its buyer's slot is free. So the whole ledger is `pool + Σ (available + in_flight + reserved + paid) == stock`.
-//! Deadlines of open orders wait in `deadlines`, expired by the product's tick a bounded number at a time, so a
-//! second in which a whole sale's deadlines fall never holds up a purchase for long.
+//! Deadlines of open orders wait in `deadlines`, expired by the product's tick a bounded number at a time and with
+//! at most `MAX_STEPS_IN_FLIGHT` of the shard's steps with the journal writer at once (more follow as those commit),
+//! so a second in which a whole sale's deadlines fall never queues the sale's purchases behind a flood of steps.
 //!
 //! `R` and `A` are whatever the caller needs to answer a buyer later (a purchase and an order request; reply ports
 //! in the actor, plain ids in tests).
@@ -91,6 +92,10 @@ pub type ActOutcome = Result<Order, ActRefusal>;
 /// Orders a tick may expire, and releases it may retry, before the shard lets purchases in again.
 pub const TICK_BUDGET: usize = 1_024;
 
+/// Steps the clock starts (expiries, retried releases) wait while this many of the shard's steps are with the
+/// journal writer: its queue is shared with every purchase, and a flood of steps ahead of them would stall them.
+pub const MAX_STEPS_IN_FLIGHT: usize = 512;
+
 /// What the shard asks its actor to do after a decision.
 #[derive(Debug)]
 pub enum Effect<R, A> {
@@ -107,7 +112,7 @@ pub enum Effect<R, A> {
     AskPool { want: u64 },
     /// Units came back (a failed append, a released order) after the pool had declared the product sold out.
     StockReturned { units: u64 },
-    /// The tick's budget ran out with more due: tick again once the mailbox has had its turn.
+    /// More is due than the last tick could start: tick again once the mailbox has had its turn.
     TickAgain,
 }
 
@@ -172,6 +177,8 @@ pub struct ShardBook<R, A> {
     /// of a flash sale hold one order, kept inline.
     orders_by_user: FxHashMap<UserId, SmallVec<[OrderId; 1]>>,
     waiting: VecDeque<PurchaseRequest<R>>,
+    /// A `TickAgain` is on its way.
+    tick_asked: bool,
     refill_asked: bool,
     sold_out: bool,
     position: Position,
@@ -204,6 +211,7 @@ impl<R, A> ShardBook<R, A> {
             release_due: FxHashSet::default(),
             orders_by_user: FxHashMap::default(),
             waiting: VecDeque::new(),
+            tick_asked: false,
             refill_asked: false,
             sold_out: false,
             position,
@@ -244,6 +252,7 @@ impl<R, A> ShardBook<R, A> {
             let mut effects = Vec::new();
             if let Some(stepping) = self.stepping.remove(&order_id) {
                 self.stepped(order_id, stepping, now, &mut effects);
+                self.keep_ticking(now, &mut effects);
             }
             return effects;
         };
@@ -337,8 +346,9 @@ impl<R, A> ShardBook<R, A> {
     /// The product's clock: expires open orders whose payment window has closed and retries releases the journal
     /// refused, at most `TICK_BUDGET` of them; `TickAgain` if more are due.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Effect<R, A>> {
+        self.tick_asked = false;
         let mut effects = Vec::new();
-        let mut budget = TICK_BUDGET;
+        let mut budget = TICK_BUDGET.min(MAX_STEPS_IN_FLIGHT.saturating_sub(self.stepping.len()));
         let retries: Vec<OrderId> =
             self.release_due.iter().filter(|id| !self.stepping.contains_key(id)).take(budget).copied().collect();
         budget -= retries.len();
@@ -357,11 +367,22 @@ impl<R, A> ShardBook<R, A> {
                 budget -= 1;
             }
         }
-        let more_due = self.deadlines.first().is_some_and(|(deadline, _)| *deadline <= now);
-        if budget == 0 && (more_due || !self.release_due.is_empty()) {
+        self.keep_ticking(now, &mut effects);
+        effects
+    }
+
+    /// Asks for another tick if steps are due and there is room for them with the journal writer; otherwise the
+    /// commits of the steps in flight ask once they make room, or the product's next tick does.
+    fn keep_ticking(&mut self, now: Timestamp, effects: &mut Vec<Effect<R, A>>) {
+        if self.tick_asked || self.stepping.len() >= MAX_STEPS_IN_FLIGHT {
+            return;
+        }
+        let expiry_due = self.deadlines.first().is_some_and(|(deadline, _)| *deadline <= now);
+        let release_due = self.release_due.iter().any(|id| !self.stepping.contains_key(id));
+        if expiry_due || release_due {
+            self.tick_asked = true;
             effects.push(Effect::TickAgain);
         }
-        effects
     }
 
     pub fn counts(&self) -> ShardCounts {
