@@ -106,31 +106,25 @@ impl JournalEvent {
     }
 
     pub fn product_id(&self) -> ProductId {
-        match self {
-            JournalEvent::Reserved(reservation) => reservation.product_id,
-            JournalEvent::Voided(voided) => voided.product_id,
-            JournalEvent::Revoked(revoked) => revoked.product_id,
-            JournalEvent::Paid(order)
-            | JournalEvent::Expired(order)
-            | JournalEvent::Cancelled(order)
-            | JournalEvent::Released(order)
-            | JournalEvent::RefundRequested(order)
-            | JournalEvent::Refunded(order) => order.product_id,
-        }
+        self.ids().1
     }
 
     /// The order the event is about.
     pub fn order_id(&self) -> OrderId {
+        self.ids().0
+    }
+
+    fn ids(&self) -> (OrderId, ProductId) {
         match self {
-            JournalEvent::Reserved(reservation) => reservation.order_id,
-            JournalEvent::Voided(voided) => voided.order_id,
-            JournalEvent::Revoked(revoked) => revoked.order_id,
+            JournalEvent::Reserved(reservation) => (reservation.order_id, reservation.product_id),
+            JournalEvent::Voided(voided) => (voided.order_id, voided.product_id),
+            JournalEvent::Revoked(revoked) => (revoked.order_id, revoked.product_id),
             JournalEvent::Paid(order)
             | JournalEvent::Expired(order)
             | JournalEvent::Cancelled(order)
             | JournalEvent::Released(order)
             | JournalEvent::RefundRequested(order)
-            | JournalEvent::Refunded(order) => order.order_id,
+            | JournalEvent::Refunded(order) => (order.order_id, order.product_id),
         }
     }
 
