@@ -171,7 +171,8 @@ pub struct ShardBook<R, A> {
     stepping: FxHashMap<OrderId, Stepping<A>>,
     /// Payment deadlines of open orders, earliest first.
     deadlines: BTreeSet<(Timestamp, OrderId)>,
-    /// Orders ended unpaid whose release is not durable yet.
+    /// Orders ended unpaid whose release is not with the journal writer: refused, or recovered before it was
+    /// durable. The tick retries them.
     release_due: FxHashSet<OrderId>,
     /// Each buyer's committed orders, so a buyer can read them before the projector has written them. Most buyers
     /// of a flash sale hold one order, kept inline.
@@ -275,8 +276,11 @@ impl<R, A> ShardBook<R, A> {
                     stepping.waiters.into_iter().map(|(_, reply)| Effect::Answer(reply, Err(ActRefusal::Unavailable)));
                 effects.extend(refused);
                 if let Some(held) = self.committed.get(&order_id) {
-                    if held.timeline.life().is_open() {
+                    let life = held.timeline.life();
+                    if life.is_open() {
                         self.deadlines.insert((held.reservation.pay_before, order_id));
+                    } else if life.release_due() {
+                        self.release_due.insert(order_id);
                     }
                 }
             }
@@ -349,10 +353,10 @@ impl<R, A> ShardBook<R, A> {
         self.tick_asked = false;
         let mut effects = Vec::new();
         let mut budget = TICK_BUDGET.min(MAX_STEPS_IN_FLIGHT.saturating_sub(self.stepping.len()));
-        let retries: Vec<OrderId> =
-            self.release_due.iter().filter(|id| !self.stepping.contains_key(id)).take(budget).copied().collect();
+        let retries: Vec<OrderId> = self.release_due.iter().take(budget).copied().collect();
         budget -= retries.len();
         for order_id in retries {
+            self.release_due.remove(&order_id);
             self.take(order_id, Step::Released, now, SmallVec::new(), &mut effects);
         }
         while budget > 0 {
@@ -378,8 +382,7 @@ impl<R, A> ShardBook<R, A> {
             return;
         }
         let expiry_due = self.deadlines.first().is_some_and(|(deadline, _)| *deadline <= now);
-        let release_due = self.release_due.iter().any(|id| !self.stepping.contains_key(id));
-        if expiry_due || release_due {
+        if expiry_due || !self.release_due.is_empty() {
             self.tick_asked = true;
             effects.push(Effect::TickAgain);
         }
@@ -478,11 +481,8 @@ impl<R, A> ShardBook<R, A> {
                     self.reserved -= units;
                     self.paid += units;
                 }
-                Step::Expired | Step::Cancelled => {
-                    self.release_due.insert(order_id);
-                }
+                Step::Expired | Step::Cancelled => {}
                 Step::Released => {
-                    self.release_due.remove(&order_id);
                     self.reserved -= units;
                     self.released += units;
                     self.available += units;
@@ -499,7 +499,8 @@ impl<R, A> ShardBook<R, A> {
         for (act, reply) in stepping.waiters {
             self.decide(order_id, act, reply, now, effects);
         }
-        if self.release_due.contains(&order_id) && !self.stepping.contains_key(&order_id) {
+        let release_due = self.committed.get(&order_id).is_some_and(|held| held.timeline.life().release_due());
+        if release_due && !self.stepping.contains_key(&order_id) {
             self.take(order_id, Step::Released, now, SmallVec::new(), effects);
         }
     }
