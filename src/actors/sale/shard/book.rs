@@ -10,8 +10,8 @@
 //! domain's state machine), journals each, and applies it only once it is durable. A paid order keeps its units
 //! (`paid`); one that expired or was cancelled is released, and its units go back to `available`, on sale again, and
 //! its buyer's slot is free. So the whole ledger is `pool + Σ (available + in_flight + reserved + paid) == stock`.
-//! Deadlines of open orders wait in `deadlines`, expired by the product's tick a bounded number at a time and with
-//! at most `MAX_STEPS_IN_FLIGHT` of the shard's steps with the journal writer at once (more follow as those commit),
+//! Deadlines of open orders wait in `deadlines`, expired by the product's tick with at most `MAX_STEPS_IN_FLIGHT` of
+//! the shard's steps with the journal writer at once (more follow as those commit),
 //! so a second in which a whole sale's deadlines fall never queues the sale's purchases behind a flood of steps.
 //!
 //! `R` and `A` are whatever the caller needs to answer a buyer later (a purchase and an order request; reply ports
@@ -89,11 +89,9 @@ pub enum ActRefusal {
 
 pub type ActOutcome = Result<Order, ActRefusal>;
 
-/// Orders a tick may expire, and releases it may retry, before the shard lets purchases in again.
-pub const TICK_BUDGET: usize = 1_024;
-
 /// Steps the clock starts (expiries, retried releases) wait while this many of the shard's steps are with the
-/// journal writer: its queue is shared with every purchase, and a flood of steps ahead of them would stall them.
+/// journal writer: its queue is shared with every purchase, and a flood of steps ahead of them would stall them. It
+/// also bounds what one tick does before the shard lets purchases in again.
 pub const MAX_STEPS_IN_FLIGHT: usize = 512;
 
 /// What the shard asks its actor to do after a decision.
@@ -348,11 +346,11 @@ impl<R, A> ShardBook<R, A> {
     }
 
     /// The product's clock: expires open orders whose payment window has closed and retries releases the journal
-    /// refused, at most `TICK_BUDGET` of them; `TickAgain` if more are due.
+    /// refused, while fewer than `MAX_STEPS_IN_FLIGHT` of its steps are with the journal writer.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Effect<R, A>> {
         self.tick_asked = false;
         let mut effects = Vec::new();
-        let mut budget = TICK_BUDGET.min(MAX_STEPS_IN_FLIGHT.saturating_sub(self.stepping.len()));
+        let mut budget = MAX_STEPS_IN_FLIGHT.saturating_sub(self.stepping.len());
         let retries: Vec<OrderId> = self.release_due.iter().take(budget).copied().collect();
         budget -= retries.len();
         for order_id in retries {
