@@ -363,9 +363,9 @@ impl<R, A> ShardBook<R, A> {
                 break;
             }
             self.deadlines.pop_first();
-            let open = self.committed.get(&order_id).is_some_and(|held| held.timeline.life().is_open());
-            if open && !self.stepping.contains_key(&order_id) {
-                self.take(order_id, Step::Expired, now, SmallVec::new(), &mut effects);
+            let decision = self.committed.get(&order_id).map(|held| held.timeline.life().expire());
+            if let (Some(Decision::Take(step)), false) = (decision, self.stepping.contains_key(&order_id)) {
+                self.take(order_id, step, now, SmallVec::new(), &mut effects);
                 budget -= 1;
             }
         }
