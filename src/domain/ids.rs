@@ -58,6 +58,7 @@ macro_rules! positive_id {
 
 positive_id!(ProductId, "product_id");
 positive_id!(UserId, "user_id");
+positive_id!(DeadLetterId, "dead_letter_id");
 
 /// An order's id: a UUIDv7, so ids sort by creation time and never collide across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

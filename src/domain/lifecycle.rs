@@ -229,6 +229,15 @@ impl OrderLife {
         }
     }
 
+    /// The payment provider gave back the money of an order that could not be filled.
+    pub fn refunded(&self) -> Decision {
+        match self.refund {
+            Some(Refund::Requested) => Decision::Take(Step::Refunded),
+            Some(Refund::Refunded) => Decision::AlreadyDone,
+            None => Decision::Refused,
+        }
+    }
+
     /// The payment window closed.
     pub fn expire(&self) -> Decision {
         match self.ending {
@@ -346,7 +355,7 @@ mod tests {
             Act::Expire => life.expire(),
             Act::PaymentSucceeded => life.payment_succeeded(),
             Act::Release => Decision::Take(Step::Released),
-            Act::Refund => Decision::Take(Step::Refunded),
+            Act::Refund => life.refunded(),
             Act::Revoke(step) => {
                 life.revoke(step);
                 return None;

@@ -2,20 +2,24 @@
 
 mod account;
 mod clock;
+mod dead_letter;
 mod events;
 mod ids;
 mod lifecycle;
 mod order;
 mod parse;
+mod payment;
 mod product;
 mod quantity;
 
 pub use account::{PasswordHash, PlainPassword, Role, Username};
 pub use clock::Timestamp;
+pub use dead_letter::{Attempt, DeadLetter, JobKind, LetterFilter, LetterStatus, NewDeadLetter};
 pub use events::{EventError, JournalEvent, OrderStep, Recorded, Reservation, Revoked, Voided};
-pub use ids::{IdempotencyKey, OrderId, Position, ProductId, UserId};
+pub use ids::{DeadLetterId, IdempotencyKey, OrderId, Position, ProductId, UserId};
 pub use lifecycle::{Decision, OrderLife, OrderStatus, Refund, Step, StepAt, Timeline};
 pub use order::{Order, OrderSteps, StockSnapshot};
 pub use parse::ParseError;
+pub use payment::{CallbackRefusal, ChargeResult, PaymentCallback, PaymentOrder, WebhookKey};
 pub use product::{Product, ProductDraft, SalePhase, SaleWindow};
 pub use quantity::{PaymentWindow, PerUserLimit, Quantity, ShardCount, StockLevel};

@@ -12,8 +12,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::product::book::{Command, ProductBook};
-use super::shard::book::{ActOutcome, Effect, OrderAct, OrderRequest, Outcome, PurchaseRequest, Refusal, ShardBook};
-use crate::domain::{IdempotencyKey, OrderId, OrderStatus, Position, ProductId, Quantity, Timestamp, UserId};
+use super::shard::book::{
+    ActOutcome, ActRefusal, Effect, OrderAct, OrderRequest, Outcome, PurchaseRequest, Refusal, ShardBook,
+};
+use crate::domain::{IdempotencyKey, OrderId, OrderStatus, Position, ProductId, Quantity, Refund, Timestamp, UserId};
 
 /// How long a buyer has to pay, in the model's clock.
 const PAY_WITHIN: Duration = Duration::from_secs(60);
@@ -33,6 +35,11 @@ enum Op {
     },
     /// A buyer cancels the `nth` order they were told was accepted.
     Cancel {
+        user: u8,
+        nth: u8,
+    },
+    /// The payment provider reports the `nth` order of a buyer paid (perhaps after it ended: then it is refunded).
+    Pay {
         user: u8,
         nth: u8,
     },
@@ -86,6 +93,8 @@ struct Model {
     held_by_user: HashMap<UserId, u32>,
     order_of_key: HashMap<(UserId, IdempotencyKey), OrderId>,
     acts: u64,
+    /// What each request about an order asked, of which order, for whom.
+    act_kinds: HashMap<u64, (OrderAct, UserId, OrderId)>,
     act_answers: u64,
     /// Orders seen released, each once.
     released: HashSet<OrderId>,
@@ -117,6 +126,7 @@ impl Model {
             held_by_user: HashMap::new(),
             order_of_key: HashMap::new(),
             acts: 0,
+            act_kinds: HashMap::new(),
             act_answers: 0,
             released: HashSet::new(),
             released_units: 0,
@@ -151,13 +161,8 @@ impl Model {
             Op::DeliverToShard(shard) => self.deliver_to_shard(usize::from(shard) % self.shards.len()),
             Op::DeliverToProduct => self.deliver_to_product(),
             Op::Journal { pick, ok } => self.resolve_journal(usize::from(pick), ok),
-            Op::Cancel { user, nth } => {
-                let user = UserId::try_from(i64::from(user) + 1).unwrap();
-                let orders = self.orders_of_user.get(&user).map_or(&[][..], Vec::as_slice);
-                if let Some(&order) = orders.get(usize::from(nth) % orders.len().max(1)) {
-                    self.act(user, order, OrderAct::Cancel);
-                }
-            }
+            Op::Cancel { user, nth } => self.act_on_nth(user, nth, OrderAct::Cancel),
+            Op::Pay { user, nth } => self.act_on_nth(user, nth, OrderAct::PaymentSucceeded),
             Op::Tick { shard, late } => {
                 if late {
                     self.now = self.now.plus(PAY_WITHIN + Duration::from_secs(1));
@@ -169,8 +174,17 @@ impl Model {
         self.check_conservation();
     }
 
+    fn act_on_nth(&mut self, user: u8, nth: u8, act: OrderAct) {
+        let user = UserId::try_from(i64::from(user) + 1).unwrap();
+        let orders = self.orders_of_user.get(&user).map_or(&[][..], Vec::as_slice);
+        if let Some(&order) = orders.get(usize::from(nth) % orders.len().max(1)) {
+            self.act(user, order, act);
+        }
+    }
+
     fn act(&mut self, user: UserId, order: OrderId, act: OrderAct) {
         self.acts += 1;
+        self.act_kinds.insert(self.acts, (act, user, order));
         let shard = self.shard_of(user);
         self.shard_mail[shard].push_back(ToShard::Act(OrderRequest { order, user, act, reply: self.acts }));
     }
@@ -264,7 +278,7 @@ impl Model {
         for effect in effects {
             match effect {
                 Effect::Reply(request, outcome) => self.answered(request, outcome),
-                Effect::Answer(_, outcome) => self.act_answered(outcome),
+                Effect::Answer(request, outcome) => self.act_answered(request, outcome),
                 Effect::Append(reservation) => {
                     self.journal.push((shard, reservation.order_id, u64::from(reservation.quantity.get())));
                 }
@@ -272,19 +286,31 @@ impl Model {
                 Effect::AskPool { want } => self.product_mail.push_back(ToProduct::Need { shard, want }),
                 Effect::StockReturned { .. } => self.product_mail.push_back(ToProduct::Returned),
                 Effect::TickAgain => self.shard_mail[shard].push_back(ToShard::Tick),
+                // Compensation refunds at once, in the model.
+                Effect::RefundDue(reservation) => {
+                    self.act(reservation.user_id, reservation.order_id, OrderAct::Refunded)
+                }
             }
         }
     }
 
-    fn act_answered(&mut self, outcome: ActOutcome) {
-        self.act_answers += 1;
-        if let Ok(order) = outcome {
-            assert!(
-                matches!(order.status(), OrderStatus::Cancelled | OrderStatus::Released),
-                "a cancel answered {:?}",
-                order.status()
-            );
+    fn act_answered(&mut self, request: u64, outcome: ActOutcome) {
+        let (act, user, order) = self.act_kinds[&request];
+        if act == OrderAct::Refunded && outcome == Err(ActRefusal::Unavailable) {
+            // Compensation tries a refund the journal refused again.
+            let shard = self.shard_of(user);
+            self.shard_mail[shard].push_back(ToShard::Act(OrderRequest { order, user, act, reply: request }));
+            return;
         }
+        self.act_answers += 1;
+        let Ok(order) = outcome else { return };
+        let (status, refund) = (order.status(), order.timeline.life().refund());
+        let fits = match act {
+            OrderAct::Cancel => matches!(status, OrderStatus::Cancelled | OrderStatus::Released),
+            OrderAct::PaymentSucceeded => (status == OrderStatus::Paid) != refund.is_some(),
+            OrderAct::Refunded => refund == Some(Refund::Refunded) && status != OrderStatus::Paid,
+        };
+        assert!(fits, "{act:?} answered {status:?} with refund {refund:?}");
     }
 
     fn answered(&mut self, request: u64, outcome: Outcome) {
@@ -378,6 +404,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::DeliverToProduct),
         2 => (any::<u8>(), prop::bool::weighted(0.8)).prop_map(|(pick, ok)| Op::Journal { pick, ok }),
         1 => (0u8..12, any::<u8>()).prop_map(|(user, nth)| Op::Cancel { user, nth }),
+        1 => (0u8..12, any::<u8>()).prop_map(|(user, nth)| Op::Pay { user, nth }),
         1 => (0u8..4, prop::bool::weighted(0.2)).prop_map(|(shard, late)| Op::Tick { shard, late }),
     ]
 }
@@ -425,16 +452,24 @@ proptest! {
         }
         prop_assert_eq!(model.remaining(), 0);
 
-        // Once every payment window has closed, every order is released, once, and the whole stock is back.
+        // Once every payment window has closed, every order ended exactly once: paid, or released (and refunded if
+        // money came after it ended); every unspoken-for unit is back on sale.
         model.step(&Op::Tick { shard: 0, late: true });
         for shard in 1..shard_count {
             model.step(&Op::Tick { shard: shard as u8, late: false });
         }
         model.quiesce();
-        prop_assert_eq!(model.remaining(), stock);
         let orders: Vec<_> = model.accepted_orders.iter().filter_map(|id| model.shards[model.shard_of_order(*id)].order(*id)).collect();
         prop_assert_eq!(orders.len(), model.accepted_orders.len());
-        prop_assert!(orders.iter().all(|order| order.status() == OrderStatus::Released));
-        prop_assert_eq!(model.released.len(), model.accepted_orders.len());
+        let paid: u64 = orders.iter().filter(|order| order.status() == OrderStatus::Paid).map(|order| u64::from(order.quantity.get())).sum();
+        prop_assert_eq!(model.remaining() + paid, stock);
+        for order in &orders {
+            let (status, refund) = (order.status(), order.timeline.life().refund());
+            prop_assert!(status == OrderStatus::Paid || status == OrderStatus::Released, "{:?}", status);
+            prop_assert!(refund.is_none() || refund == Some(Refund::Refunded), "a refund was left undone");
+            prop_assert!(status != OrderStatus::Paid || refund.is_none(), "a paid order was refunded");
+        }
+        let unpaid = orders.iter().filter(|order| order.status() == OrderStatus::Released).count();
+        prop_assert_eq!(model.released.len(), unpaid);
     }
 }

@@ -65,6 +65,10 @@ pub type Outcome = Result<Receipt, Refusal>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderAct {
     Cancel,
+    /// The payment provider took the money: paid, or a refund if the order ended meanwhile.
+    PaymentSucceeded,
+    /// The provider gave back the money of an order that could not be filled.
+    Refunded,
 }
 
 /// A request about one order by `user`, who must hold it.
@@ -112,6 +116,8 @@ pub enum Effect<R, A> {
     StockReturned { units: u64 },
     /// More is due than the last tick could start: tick again once the mailbox has had its turn.
     TickAgain,
+    /// Money came for an order that can no longer be filled: hand its refund to compensation.
+    RefundDue(Arc<Reservation>),
 }
 
 /// Counts an admin sees for one shard.
@@ -170,7 +176,7 @@ pub struct ShardBook<R, A> {
     /// Payment deadlines of open orders, earliest first.
     deadlines: BTreeSet<(Timestamp, OrderId)>,
     /// Orders ended unpaid whose release is not with the journal writer: refused, or recovered before it was
-    /// durable. The tick retries them.
+    /// durable, and taking no other step. The tick retries them.
     release_due: FxHashSet<OrderId>,
     /// Each buyer's committed orders, so a buyer can read them before the projector has written them. Most buyers
     /// of a flash sale hold one order, kept inline.
@@ -404,6 +410,12 @@ impl<R, A> ShardBook<R, A> {
         self.in_flight + self.reserved + self.paid
     }
 
+    /// Orders whose money must be given back (recovered with a refund requested and not yet done).
+    pub fn refunds_due(&self) -> Vec<Arc<Reservation>> {
+        let due = self.committed.values().filter(|held| held.timeline.life().refund_due());
+        due.map(|held| Arc::clone(&held.reservation)).collect()
+    }
+
     /// A committed order of this shard's buyers.
     pub fn order(&self, order_id: OrderId) -> Option<Order> {
         self.committed.get(&order_id).map(|held| Order::new(&held.reservation, held.timeline.clone()))
@@ -443,6 +455,8 @@ impl<R, A> ShardBook<R, A> {
         let life = held.timeline.life();
         let decision = match act {
             OrderAct::Cancel => life.cancel(),
+            OrderAct::PaymentSucceeded => life.payment_succeeded(),
+            OrderAct::Refunded => life.refunded(),
         };
         match decision {
             Decision::Take(step) => self.take(order_id, step, now, smallvec::smallvec![(act, reply)], effects),
@@ -463,6 +477,9 @@ impl<R, A> ShardBook<R, A> {
         effects: &mut Vec<Effect<R, A>>,
     ) {
         let Some(held) = self.committed.get(&order_id) else { return };
+        debug_assert!(!self.stepping.contains_key(&order_id), "one step of an order at a time");
+        // Whatever step the order takes, its release (if due) follows once that step is durable or refused.
+        self.release_due.remove(&order_id);
         let order = OrderStep { order_id, product_id: self.product_id, user_id: held.reservation.user_id, at: now };
         self.stepping.insert(order_id, Stepping { step, at: now, waiters });
         effects.push(Effect::Journal(JournalEvent::of_step(step, order)));
@@ -491,7 +508,8 @@ impl<R, A> ShardBook<R, A> {
                     }
                     self.serve_waiting(now, false, effects);
                 }
-                Step::RefundRequested | Step::Refunded => {}
+                Step::RefundRequested => effects.push(Effect::RefundDue(Arc::clone(&reservation))),
+                Step::Refunded => {}
             }
         }
         for (act, reply) in stepping.waiters {
