@@ -17,8 +17,9 @@ use seckill::app::open_journal;
 use seckill::config::Settings;
 use seckill::domain::{
     JournalEvent, OrderId, PaymentWindow, PerUserLimit, ProductDraft, ProductId, Quantity, Reservation, SaleWindow,
-    ShardCount, StockLevel, Timestamp, UserId,
+    ShardCount, StockLevel, Timestamp, UserId, WebhookKey,
 };
+use seckill::gateway::SimulatedGateway;
 use seckill::persistence::{Database, SqlSnapshots};
 
 /// The deadlines fall this long after the journal starts filling (filling and recovering take a few seconds).
@@ -46,8 +47,11 @@ async fn main() -> anyhow::Result<()> {
         let append = Arc::clone(&journal.append);
         tokio::task::spawn_blocking(move || append.append(&batch)).await??;
     }
-    let engine =
-        Arc::new(Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings.engine()).await?);
+    // Nobody pays here: the provider is never called.
+    let key = WebhookKey::new(settings.payments.webhook_secret.expose(), Duration::from_secs(300));
+    let gateway = Arc::new(SimulatedGateway::silent(Arc::new(key)));
+    let snapshots = Arc::new(SqlSnapshots::new(db.clone()));
+    let engine = Arc::new(Engine::start(db, journal, snapshots, gateway, settings.engine()).await?);
     let product_b = engine.create_product(draft(10_000_000)?).await?.id;
     let until_due = u64::try_from(due.millis() - Timestamp::now().millis())
         .map_err(|_| anyhow::anyhow!("filling the journal and recovering took longer than {DUE_AFTER:?}"))?;

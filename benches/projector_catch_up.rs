@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use seckill::actors::Engine;
 use seckill::app::open_journal;
 use seckill::config::{JournalBackend, Settings};
-use seckill::domain::{IdempotencyKey, JournalEvent, OrderId, ProductId, Quantity, Reservation, Timestamp, UserId};
+use seckill::domain::{
+    IdempotencyKey, JournalEvent, OrderId, ProductId, Quantity, Reservation, Timestamp, UserId, WebhookKey,
+};
+use seckill::gateway::SimulatedGateway;
 use seckill::persistence::{Database, SqlSnapshots};
 
 #[tokio::main]
@@ -38,7 +41,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
-    let engine = Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings.engine()).await?;
+    let key = WebhookKey::new(settings.payments.webhook_secret.expose(), Duration::from_secs(300));
+    let gateway = Arc::new(SimulatedGateway::silent(Arc::new(key)));
+    let engine =
+        Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), gateway, settings.engine()).await?;
     loop {
         let status = engine.projector_status().await?;
         if status.projected >= events as u64 {

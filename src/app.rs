@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::accounts::{Accounts, AccountsError};
 use crate::actors::{Engine, EngineError};
-use crate::config::{JournalBackend, Settings, SnapshotBackend};
-use crate::domain::{PlainPassword, Username};
+use crate::config::{JournalBackend, PaymentProvider, Settings, SnapshotBackend};
+use crate::domain::{PlainPassword, Username, WebhookKey};
+use crate::gateway::{PaymentGateway, SimulatedGateway, SimulatorKnobs};
 use crate::http::{self, AppState, Tokens};
 use crate::persistence::{
     Database, DbError, Journal, JournalError, KafkaConfig, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal,
@@ -49,7 +50,18 @@ impl App {
         let accounts = Arc::new(open_accounts(&db, settings).await?);
         let journal = open_journal(settings, &db).await?;
         let snapshots = snapshot_store(settings, &db)?;
-        let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, settings.engine()).await?);
+        // Listening first, so the payment provider knows where to call back before any payment starts.
+        let listen = settings.server.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: listen, source })?;
+        let webhook = Arc::new(WebhookKey::new(
+            settings.payments.webhook_secret.expose(),
+            Duration::from_secs(settings.payments.webhook_tolerance_secs),
+        ));
+        let gateway = payment_gateway(settings, addr, Arc::clone(&webhook));
+        let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, gateway, settings.engine()).await?);
         let state = AppState {
             engine: Arc::clone(&engine),
             accounts,
@@ -60,12 +72,8 @@ impl App {
             default_shards: settings.default_shards(),
             default_payment_window: settings.sale.payment_window_secs,
             body_limit: settings.server.body_limit_bytes,
+            webhook,
         };
-        let listen = settings.server.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| StartError::Listen { addr: listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: listen, source })?;
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(http::serve(listener, http::routes(state), async move {
             let _ = stopped.await;
@@ -119,6 +127,31 @@ async fn kafka_journal(_: KafkaConfig) -> Result<Journal, JournalError> {
     Err(JournalError::Unavailable(
         "journal.backend is \"kafka\", but this build has no Kafka support: build with `--features kafka`".into(),
     ))
+}
+
+/// The configured payment provider, calling back to `callback_url` or else to this service at `addr`.
+fn payment_gateway(settings: &Settings, addr: SocketAddr, key: Arc<WebhookKey>) -> Arc<dyn PaymentGateway> {
+    let payments = &settings.payments;
+    match payments.provider {
+        PaymentProvider::Simulated => {
+            let knobs = SimulatorKnobs {
+                latency_ms: payments.simulator.latency_ms,
+                failure_rate: payments.simulator.failure_rate,
+                fail_next: 0,
+                silent: false,
+            };
+            let gateway = SimulatedGateway::new(knobs, key);
+            let url = match payments.callback_url.trim() {
+                "" => {
+                    let local = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+                    format!("http://{}/api/v1/payments/callback", if addr.ip().is_unspecified() { local } else { addr })
+                }
+                url => url.to_owned(),
+            };
+            gateway.call_back_to(url);
+            Arc::new(gateway)
+        }
+    }
 }
 
 /// The configured snapshot store.

@@ -21,6 +21,8 @@ pub struct Settings {
     pub projector: ProjectorSettings,
     pub sale: SaleSettings,
     pub supervision: SupervisionSettings,
+    pub payments: PaymentSettings,
+    pub compensation: CompensationSettings,
     pub auth: AuthSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
@@ -131,6 +133,54 @@ pub struct SupervisionSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct PaymentSettings {
+    pub provider: PaymentProvider,
+    pub webhook_secret: Secret,
+    pub webhook_tolerance_secs: u64,
+    pub attempts: u32,
+    pub callback_timeout_ms: u64,
+    /// Empty: the service's own callback route.
+    pub callback_url: String,
+    pub simulator: SimulatorSettings,
+}
+
+/// Which payment provider the service talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentProvider {
+    Simulated,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SimulatorSettings {
+    pub latency_ms: u64,
+    pub failure_rate: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompensationSettings {
+    /// Comma-separated waits in milliseconds.
+    pub retry_waits_ms: String,
+    /// Empty: no alert.
+    pub alert_webhook_url: String,
+}
+
+impl CompensationSettings {
+    pub fn retry_waits(&self) -> Result<Vec<Duration>, ConfigError> {
+        self.retry_waits_ms
+            .split(',')
+            .map(str::trim)
+            .filter(|wait| !wait.is_empty())
+            .map(|wait| {
+                wait.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                    ConfigError(format!("compensation.retry_waits_ms: {wait:?} is not a number of milliseconds"))
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
     pub jwt_secret: Secret,
     pub token_ttl_secs: u64,
@@ -205,6 +255,10 @@ impl Settings {
         if settings.auth.jwt_secret.expose().len() < 32 {
             return Err(ConfigError("auth.jwt_secret must be at least 32 characters".into()));
         }
+        if settings.payments.webhook_secret.expose().len() < 32 {
+            return Err(ConfigError("payments.webhook_secret must be at least 32 characters".into()));
+        }
+        settings.compensation.retry_waits()?;
         Ok(settings)
     }
 
@@ -219,6 +273,7 @@ impl Settings {
 
     pub fn engine(&self) -> EngineSettings {
         let supervision = &self.supervision;
+        let alert = self.compensation.alert_webhook_url.trim();
         EngineSettings {
             purchase_timeout: Duration::from_millis(self.sale.purchase_timeout_ms),
             journal_max_batch: self.journal.max_batch,
@@ -241,6 +296,10 @@ impl Settings {
                 window: Duration::from_secs(supervision.restart_window_secs),
                 reset_after: Duration::from_secs(supervision.reset_after_secs),
             },
+            payment_attempts: self.payments.attempts,
+            callback_timeout: Duration::from_millis(self.payments.callback_timeout_ms),
+            refund_waits: self.compensation.retry_waits().unwrap_or_default(),
+            alert_webhook: (!alert.is_empty()).then(|| alert.to_owned()),
         }
     }
 }
@@ -256,6 +315,9 @@ mod tests {
         let printed = format!("{settings:?}");
         assert!(!printed.contains(settings.auth.jwt_secret.expose()));
         assert!(!printed.contains(settings.admin.password.expose()));
+        assert!(!printed.contains(settings.payments.webhook_secret.expose()));
+        let waits = settings.compensation.retry_waits().unwrap();
+        assert_eq!(waits, [10, 30, 60].map(Duration::from_secs), "the seeds' tiers");
         assert_eq!(settings.snapshots.store, SnapshotBackend::Sql);
         assert_eq!(settings.journal.backend, JournalBackend::Sql);
     }

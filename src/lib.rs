@@ -9,6 +9,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod domain;
+pub mod gateway;
 pub mod http;
 pub mod persistence;
 pub mod telemetry;

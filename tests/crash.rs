@@ -263,3 +263,140 @@ async fn kill_9_amid_cancels_and_expiries_releases_every_unit_once(backend: Back
     server.wait().expect("reaped");
 }
 on_every_backend!(kill_9_amid_cancels_and_expiries_releases_every_unit_once);
+
+const PAYMENTS: usize = 200;
+
+/// A signed callback that the charge of `order` (of `user`) succeeded, sent as the provider would; `None` if the
+/// kill took its answer away.
+async fn late_money(api: &Api, product: i64, order: &str, user: i64) -> Option<StatusCode> {
+    let key = seckill::domain::WebhookKey::new(WEBHOOK_SECRET, Duration::from_secs(300));
+    let body = serde_json::to_vec(&serde_json::json!({
+        "order_id": order, "product_id": product, "user_id": user, "amount_cents": 49_900, "result": "succeeded",
+    }))
+    .expect("json");
+    let sent = seckill::domain::Timestamp::now().unix_secs();
+    let request = api
+        .client
+        .post(api.url("/api/v1/payments/callback"))
+        .header("content-type", "application/json")
+        .header("seckill-timestamp", sent.to_string())
+        .header("seckill-signature", key.sign(sent, &body))
+        .body(body)
+        .timeout(Duration::from_secs(10));
+    request.send().await.ok().map(|response| response.status())
+}
+
+/// The secret `config/default.toml` shares with the payment provider.
+const WEBHOOK_SECRET: &str = "development-only-webhook-secret-change-me-0123";
+
+/// Half the buyers pay (the provider answering slowly), the other half let their windows run out, and money arrives
+/// late for a quarter of them; the kill lands while refunds are under way. After the restart every order ends one
+/// way — paid, or released once (and refunded if money came for it) — pending expiries fire and pending refunds
+/// resume.
+async fn kill_9_amid_payments_expiries_and_refunds_ends_every_order_once(backend: Backend) {
+    let scratch = Scratch::new(backend);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("SECKILL__SALE__PAYMENT_WINDOW_SECS", "3"),
+        ("SECKILL__PAYMENTS__SIMULATOR__LATENCY_MS", "150"),
+        ("SECKILL__COMPENSATION__RETRY_WAITS_MS", "300,600"),
+    ];
+    let mut server = start_server_with(&scratch, port, &env);
+    wait_ready(&base).await;
+    let api = Api::connect(base.clone()).await;
+    let product = api.create_product(PAYMENTS as u32, 1, 4).await;
+    let users = api.customers(PAYMENTS).await;
+    let orders: Vec<String> = join_all(users.iter().map(|(_, token)| api.purchase(product, token, None, 1)))
+        .await
+        .into_iter()
+        .map(|answer| answer.body["order_id"].as_str().expect("every unit sells").to_owned())
+        .collect();
+    let (payers, walkers) = users.split_at(PAYMENTS / 2);
+
+    let pays = join_all(payers.iter().zip(&orders).map(|((_, token), order)| {
+        let request = api.client.post(api.url(&format!("/api/v1/orders/{order}/pay"))).bearer_auth(token);
+        async move { request.timeout(Duration::from_secs(10)).send().await.ok().map(|response| response.status()) }
+    }));
+    let answered_money = Mutex::new(HashSet::new());
+    let late = async {
+        let some_expired = || async { (api.admin_view(product).await["released"].as_u64() >= Some(20)).then_some(()) };
+        common::eventually("the first windows run out", Duration::from_secs(30), some_expired).await;
+        let late_ones = walkers.iter().zip(&orders[PAYMENTS / 2..]).skip(PAYMENTS / 4);
+        join_all(late_ones.map(|((user, _), order)| {
+            let (answered, api) = (&answered_money, &api);
+            async move {
+                if late_money(api, product, order, *user).await == Some(StatusCode::OK) {
+                    answered.lock().expect("lock").insert(order.clone());
+                }
+            }
+        }))
+        .await;
+    };
+    let kill = async {
+        let refunds_under_way = || async { (answered_money.lock().expect("lock").len() >= 10).then_some(()) };
+        common::eventually_every(
+            "late money arrives",
+            Duration::from_secs(30),
+            Duration::from_millis(2),
+            refunds_under_way,
+        )
+        .await;
+        server.kill().expect("SIGKILL");
+        server.wait().expect("reaped");
+    };
+    let (pay_answers, (), ()) = tokio::join!(pays, late, kill);
+    let answered_money = answered_money.into_inner().expect("lock");
+    eprintln!(
+        "killed with {} payments answered and {} late payments answered",
+        pay_answers.iter().flatten().count(),
+        answered_money.len()
+    );
+
+    let mut server = start_server_with(&scratch, port, &env);
+    wait_ready(&base).await;
+    let api = Api::connect(base.clone()).await;
+    let settled = || async {
+        let view = api.admin_view(product).await;
+        (view["reserved"] == 0 && view["in_flight"] == 0).then_some(view)
+    };
+    let view = common::eventually("every order has ended", Duration::from_secs(30), settled).await;
+    let rows = common::eventually("every refund is done", Duration::from_secs(30), || async {
+        let rows = api.settled_orders(product).await;
+        rows.iter().all(|row| row["refund"] != "requested").then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), PAYMENTS);
+    let (mut paid, mut released) = (0, 0);
+    for row in &rows {
+        let steps: Vec<&str> =
+            row["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+        let count = |step: &str| steps.iter().filter(|taken| **taken == step).count();
+        match row["status"].as_str() {
+            Some("paid") => {
+                assert_eq!(steps, ["paid"], "a paid order took no other step: {row}");
+                paid += 1;
+            }
+            Some("released") => {
+                assert_eq!(
+                    (count("expired"), count("released"), count("paid")),
+                    (1, 1, 0),
+                    "one end, one release: {row}"
+                );
+                assert_eq!(count("refund_requested"), count("refunded"), "a requested refund was done: {row}");
+                released += 1;
+            }
+            other => panic!("an order stayed {other:?}: {row}"),
+        }
+        if answered_money.contains(row["order_id"].as_str().expect("id")) {
+            assert_eq!(row["refund"], "refunded", "money acknowledged after expiry came back: {row}");
+        }
+    }
+    assert_eq!((view["paid"].as_u64(), view["released"].as_u64()), (Some(paid), Some(released)), "{view}");
+    assert_eq!(view["available"].as_u64(), Some(released), "every released unit is on sale: {view}");
+    assert_eq!(view["invariant_holds"], true, "{view}");
+    assert!(paid > 0 && released > 0, "both ends happened: {paid} paid, {released} released");
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+}
+on_every_backend!(kill_9_amid_payments_expiries_and_refunds_ends_every_order_once);

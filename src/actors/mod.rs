@@ -4,6 +4,8 @@
 //! root            RootSupervisor: restarts any child below with the one backoff policy (supervision)
 //! ├── journal     JournalWriter: group commit on a committer thread of its own
 //! ├── orders      OrderProjector: journal -> orders table
+//! ├── lifecycle   CompensationSupervisor -> Compensation (one per refund), PaymentSupervisor -> PaymentAttempt
+//! │               (one per payment): jobs retried with backoff, dead letters when they give up
 //! └── sale        ProductSupervisor -> ProductActor(p) -> StockShard(p, i), and the catalog HTTP reads them by
 //! ```
 //!
@@ -13,14 +15,17 @@
 
 mod engine;
 mod journal;
+mod lifecycle;
 mod orders;
 mod root;
 mod sale;
 mod supervision;
 
 pub use engine::{
-    AdminView, Engine, EngineError, EngineSettings, OrderStepError, ProductSummary, PurchaseError, SnapshotHealth,
+    AdminView, Engine, EngineError, EngineSettings, OrderStepError, PaymentStatus, ProductSummary, PurchaseError,
+    ReprocessError, SnapshotHealth,
 };
+pub use lifecycle::{JobState, JobView, JobsView};
 pub use orders::projector::ProjectorStatus;
 pub use sale::product::snapshot_clock::SnapshotPolicy;
 pub use sale::shard::book::{Receipt, ShardCounts};

@@ -1,6 +1,6 @@
 //! The RootSupervisor: the top of the tree. It starts everything the service runs — the journal writer first (so
-//! appends have somewhere to go), then the order projector, then the product supervisor, which recovers every
-//! product — and restarts any of them that fails or stops on its own, with the one backoff policy. A child whose
+//! appends have somewhere to go), then the order projector, the compensation and payment supervisors, then the
+//! product supervisor, which recovers every product — and restarts any of them that fails or stops on its own, with the one backoff policy. A child whose
 //! budget is spent fails the root, which leaves the service not ready rather than restarting forever.
 //!
 //! The engine reaches the children through the root, since a restarted child is a new actor.
@@ -12,6 +12,9 @@ use std::time::Instant;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 
 use super::journal::{Appender, JournalWriter, WriterArgs, WriterMsg};
+use super::lifecycle::{
+    CompensationSupervisor, JobLink, JobSupervisorArgs, LifecycleDeps, Pay, PaymentSupervisor, Refund,
+};
 use super::orders::projector::{OrderProjector, ProjectorArgs, ProjectorLink, ProjectorMsg, ProjectorStatus};
 use super::sale::catalog::Catalog;
 use super::sale::product::ProductDeps;
@@ -32,6 +35,9 @@ pub struct RootArgs {
     pub deps: Arc<ProductDeps>,
     pub catalog: Arc<Catalog>,
     pub settings: EngineSettings,
+    pub lifecycle: Arc<LifecycleDeps>,
+    pub payments: Arc<JobLink<Pay>>,
+    pub refunds: Arc<JobLink<Refund>>,
 }
 
 /// The root's children, each of which it restarts on its own.
@@ -39,6 +45,8 @@ pub struct RootArgs {
 pub enum Child {
     JournalWriter,
     OrderProjector,
+    Compensations,
+    Payments,
     Products,
 }
 
@@ -47,6 +55,8 @@ impl std::fmt::Display for Child {
         f.write_str(match self {
             Child::JournalWriter => "journal_writer",
             Child::OrderProjector => "order_projector",
+            Child::Compensations => "compensation_supervisor",
+            Child::Payments => "payment_supervisor",
             Child::Products => "product_supervisor",
         })
     }
@@ -57,6 +67,8 @@ pub struct RootState {
     writer: Option<ActorRef<WriterMsg>>,
     projector: Option<ActorRef<ProjectorMsg>>,
     products: Option<ActorRef<SupervisorMsg>>,
+    compensations: Option<ActorCell>,
+    payments: Option<ActorCell>,
     children: HashMap<ActorId, Child>,
     restarts: Restarts<Child>,
 }
@@ -91,9 +103,20 @@ impl Actor for RootSupervisor {
 
     async fn pre_start(&self, myself: ActorRef<RootMsg>, args: RootArgs) -> Result<RootState, ActorProcessingErr> {
         let restarts = Restarts::new(args.settings.supervision);
-        let mut state =
-            RootState { args, writer: None, projector: None, products: None, children: HashMap::new(), restarts };
-        for child in [Child::JournalWriter, Child::OrderProjector, Child::Products] {
+        let mut state = RootState {
+            args,
+            writer: None,
+            projector: None,
+            products: None,
+            compensations: None,
+            payments: None,
+            children: HashMap::new(),
+            restarts,
+        };
+        // Compensation runs before the products recover, so that the refunds their shards find have somewhere to go.
+        for child in
+            [Child::JournalWriter, Child::OrderProjector, Child::Compensations, Child::Payments, Child::Products]
+        {
             state.start(&myself, child).await?;
         }
         Ok(state)
@@ -122,6 +145,8 @@ impl Actor for RootSupervisor {
                 let _ = reply.send(TreeHealth {
                     running: running(state.writer.as_ref().map(|a| a.get_cell()))
                         && running(state.projector.as_ref().map(|a| a.get_cell()))
+                        && running(state.compensations.clone())
+                        && running(state.payments.clone())
                         && running(state.products.as_ref().map(|a| a.get_cell())),
                     restarts: state.restarts.total(),
                 });
@@ -199,6 +224,25 @@ impl RootState {
                 let (projector, _) = Actor::spawn_linked(None, OrderProjector, projector_args, supervisor).await?;
                 self.projector.insert(projector).get_cell()
             }
+            Child::Compensations => {
+                let jobs = JobSupervisorArgs {
+                    deps: Arc::clone(&args.lifecycle),
+                    link: Arc::clone(&args.refunds),
+                    policy: settings.supervision,
+                };
+                let (compensations, _) =
+                    Actor::spawn_linked(None, CompensationSupervisor::default(), jobs, supervisor).await?;
+                self.compensations.insert(compensations.get_cell()).clone()
+            }
+            Child::Payments => {
+                let jobs = JobSupervisorArgs {
+                    deps: Arc::clone(&args.lifecycle),
+                    link: Arc::clone(&args.payments),
+                    policy: settings.supervision,
+                };
+                let (payments, _) = Actor::spawn_linked(None, PaymentSupervisor::default(), jobs, supervisor).await?;
+                self.payments.insert(payments.get_cell()).clone()
+            }
             Child::Products => {
                 let supervisor_args = SupervisorArgs {
                     deps: Arc::clone(&args.deps),
@@ -218,6 +262,8 @@ impl RootState {
         match child {
             Child::JournalWriter => self.writer = None,
             Child::OrderProjector => self.projector = None,
+            Child::Compensations => self.compensations = None,
+            Child::Payments => self.payments = None,
             Child::Products => self.products = None,
         }
     }

@@ -21,10 +21,13 @@ pub(super) struct NewProduct {
     pub per_user_limit: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
+    /// Seconds a buyer has to pay (the service's default if not given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_window_secs: Option<u64>,
 }
 
 /// A prepared buyer: an account and a token to purchase with.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub(super) struct Buyer {
     pub user_id: i64,
     pub access_token: String,
@@ -46,6 +49,16 @@ pub(super) struct ProjectorStats {
 #[derive(Deserialize)]
 pub(super) struct ProductView {
     pub invariant_holds: bool,
+    #[serde(default)]
+    pub in_flight: u64,
+    #[serde(default)]
+    pub reserved: u64,
+    #[serde(default)]
+    pub paid: u64,
+    #[serde(default)]
+    pub released: u64,
+    #[serde(default)]
+    pub available: u64,
     /// A snapshot of the product is due (at the first pause in its sales) or being saved.
     pub snapshot_pending: bool,
 }
@@ -129,6 +142,17 @@ impl Api {
 
     pub async fn orders(&self, id: i64) -> Result<Vec<OrderRow>> {
         call(self.admin_get(&format!("/api/v1/admin/products/{id}/orders"))?, "reading the product's orders").await
+    }
+
+    /// Sends `request` as the buyer with `token`; returns the status and the body.
+    pub async fn as_buyer(&self, request: RequestBuilder, token: &str) -> Result<(reqwest::StatusCode, Bytes)> {
+        let response = request.bearer_auth(token).send().await.context("a buyer's request failed")?;
+        let status = response.status();
+        Ok((status, response.bytes().await.context("reading a buyer's answer")?))
+    }
+
+    pub fn http(&self) -> &Client {
+        &self.http
     }
 
     fn admin_get(&self, path: &str) -> Result<RequestBuilder> {

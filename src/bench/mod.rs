@@ -20,10 +20,12 @@
 mod api;
 mod audit;
 mod connection;
+mod lifecycle;
 mod load;
 mod report;
 mod workload;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -89,6 +91,20 @@ pub struct BenchArgs {
     /// How long to wait, after the load, for the order projector to catch up.
     #[arg(long, default_value_t = 120)]
     settle_timeout_secs: u64,
+    /// After the load, buyers pay this fraction of their orders and let the rest expire; fresh buyers then buy and
+    /// pay for the units that came back. The run checks that every unit ended paid, once.
+    #[arg(long, value_name = "FRACTION", value_parser = fraction)]
+    pay: Option<f64>,
+    /// The sale's payment window with `--pay`: long enough for the crowd's purchases, short enough to wait for.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pay_window_secs: u64,
+}
+
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a fraction from 0 to 1")),
+    }
 }
 
 /// Runs the bench; fails (after printing the report) if the projector never caught up or a unit went astray.
@@ -96,6 +112,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let api = Api::login(http_client()?, &args.url, &args.admin_user, &args.admin_password).await?;
     let product = api.create_product(&new_product(&args)).await?;
     let buyers = prepare_buyers(&api, args.users).await?;
+    let tokens: HashMap<i64, String> = match args.pay {
+        Some(_) => buyers.iter().map(|buyer| (buyer.user_id, buyer.access_token.clone())).collect(),
+        None => HashMap::new(),
+    };
 
     let purchase =
         Purchase::new(Endpoint::new(&api.endpoint(&format!("/api/v1/products/{product}/purchase"))?)?, buyers)?;
@@ -105,6 +125,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let settlement = settle(&api, load_ended, Duration::from_secs(args.settle_timeout_secs)).await?;
     let correctness =
         if settlement.caught_up { Some(verify(&api, product, &args, &purchases.accepted).await?) } else { None };
+    let lifecycle = match (args.pay, &correctness) {
+        (Some(fraction), Some(_)) => {
+            let window = Duration::from_secs(args.pay_window_secs);
+            Some(lifecycle::run(&api, product, args.stock, &purchases.accepted, &tokens, fraction, window).await?)
+        }
+        _ => None,
+    };
     let baseline = if args.baseline {
         let snapshot_pending = await_snapshot(&api, product, load_ended).await?;
         Some(measure_baseline(&api, args.concurrency, &purchases.stats, snapshot_pending).await?)
@@ -121,6 +148,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         purchase: purchases.stats,
         projector: settlement,
         correctness,
+        lifecycle,
         baseline,
     };
     report::emit(&report, args.json.as_deref())?;
@@ -144,6 +172,7 @@ fn new_product(args: &BenchArgs) -> NewProduct {
         stock: args.stock,
         per_user_limit: args.per_user_limit,
         shards: args.shards,
+        payment_window_secs: args.pay.map(|_| args.pay_window_secs),
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::audit::Correctness;
+use super::lifecycle::LifecycleReport;
 use super::load::{LatencySummary, PhaseStats};
 
 /// Everything one run measured.
@@ -23,6 +24,8 @@ pub(super) struct Report {
     pub projector: Settlement,
     /// Absent when the projector never caught up, so there was nothing trustworthy to check.
     pub correctness: Option<Correctness>,
+    /// With `--pay`: what became of every order after the crowd.
+    pub lifecycle: Option<LifecycleReport>,
     pub baseline: Option<Baseline>,
 }
 
@@ -72,6 +75,9 @@ impl Report {
             );
         };
         let failures = correctness.failures();
+        if let Some(lifecycle) = self.lifecycle.as_ref().filter(|lifecycle| !lifecycle.every_unit_accounted) {
+            bail!("order lifecycle check failed: {lifecycle:?}");
+        }
         if failures.is_empty() {
             return Ok(());
         }
@@ -110,6 +116,22 @@ fn print_summary(report: &Report) {
     match &report.correctness {
         Some(correctness) => print_correctness(correctness),
         None => eprintln!("  correctness: not checked"),
+    }
+    if let Some(lifecycle) = &report.lifecycle {
+        eprintln!(
+            "  lifecycle (pay {:.2}, window {} s): paid {}, expired {}, released {}, resold {}, refused {}; paid in the end {} of {}, invariant {} -> {}",
+            lifecycle.pay_fraction,
+            lifecycle.payment_window_secs,
+            lifecycle.paid,
+            lifecycle.expired,
+            lifecycle.released,
+            lifecycle.resold,
+            lifecycle.pay_refused,
+            lifecycle.paid_in_the_end,
+            report.stock,
+            if lifecycle.invariant_holds { "holds" } else { "BROKEN" },
+            if lifecycle.every_unit_accounted { "every unit accounted for" } else { "UNITS UNACCOUNTED" }
+        );
     }
     if let Some(baseline) = &report.baseline {
         print_baseline(baseline);

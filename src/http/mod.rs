@@ -8,6 +8,7 @@ mod extract;
 mod jwt;
 mod ops;
 mod orders;
+mod payments;
 mod problem;
 mod sales;
 
@@ -25,7 +26,7 @@ pub use problem::Problem;
 
 use crate::accounts::Accounts;
 use crate::actors::Engine;
-use crate::domain::{PaymentWindow, ShardCount};
+use crate::domain::{PaymentWindow, ShardCount, WebhookKey};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct AppState {
     pub default_shards: ShardCount,
     pub default_payment_window: PaymentWindow,
     pub body_limit: u64,
+    /// The secret shared with the payment provider, for its callbacks.
+    pub webhook: Arc<WebhookKey>,
 }
 
 /// Every route of the service. Handlers share one `AppState` behind an `Arc`: cloning it for each request is one
@@ -49,12 +52,19 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let auth = api.and(warp::path("auth")).and(auth_routes(state.clone()));
     let products = api.and(warp::path("products")).and(product_routes(state.clone()));
     let orders = api.and(warp::path("orders")).and(order_routes(state.clone()));
-    let admin = api.and(warp::path("admin")).and(admin_routes(state));
+    let callback = api.and(warp::path!("payments" / "callback")).and(callback_route(state.clone()));
+    let admin = api
+        .and(warp::path("admin"))
+        .and(admin_routes(state.clone()))
+        .or(api.and(warp::path("admin")).and(lifecycle_admin_routes(state)))
+        .unify();
     ops.or(products)
         .unify()
         .or(orders)
         .unify()
         .or(auth)
+        .unify()
+        .or(callback)
         .unify()
         .or(admin)
         .unify()
@@ -106,10 +116,94 @@ fn order_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .then(|id, state, caller| orders::one(state, id, caller));
     let cancel = warp::path!(String / "cancel")
         .and(warp::post())
+        .and(with(state.clone()))
+        .and(caller.clone())
+        .then(|id, state, caller| orders::cancel(state, id, caller));
+    let pay = warp::path!(String / "pay")
+        .and(warp::post())
         .and(with(state))
         .and(caller)
-        .then(|id, state, caller| orders::cancel(state, id, caller));
-    mine.map(respond).or(one.map(respond)).unify().or(cancel.map(respond)).unify().boxed()
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .then(|id, state, caller, key| payments::pay(state, id, caller, key));
+    mine.map(respond).or(one.map(respond)).unify().or(cancel.map(respond)).unify().or(pay.map(respond)).unify().boxed()
+}
+
+/// The payment provider's callback: no login, a signature instead.
+fn callback_route(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    warp::path::end()
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(warp::header::optional::<String>("seckill-timestamp"))
+        .and(warp::header::optional::<String>("seckill-signature"))
+        .and(warp::body::content_length_limit(state.body_limit))
+        .and(warp::body::bytes())
+        .then(payments::callback)
+        .map(respond)
+        .boxed()
+}
+
+/// What an admin needs when payments go wrong: jobs, dead letters, the simulated provider's knobs.
+fn lifecycle_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let admin = auth::admin(Arc::clone(&state.tokens));
+    let payment_jobs = warp::path!("payments")
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(payments::payment_jobs)
+        .map(respond);
+    let compensation_jobs = warp::path!("compensations")
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(payments::compensation_jobs)
+        .map(respond);
+    let simulator = warp::path!("payments" / "simulator")
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(payments::simulator)
+        .map(respond);
+    let set_simulator = warp::path!("payments" / "simulator")
+        .and(warp::put())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .and(body(&state))
+        .then(payments::set_simulator)
+        .map(respond);
+    let letters = warp::path!("dead-letters")
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .and(warp::query::<payments::LetterQuery>())
+        .then(payments::dead_letters)
+        .map(respond);
+    let csv = warp::path!("dead-letters.csv")
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .and(warp::query::<payments::LetterQuery>())
+        .then(payments::dead_letters_csv)
+        .map(respond);
+    let reprocess = warp::path!("dead-letters" / String / "reprocess")
+        .and(warp::post())
+        .and(with(state))
+        .and(admin)
+        .then(|id, state, caller| payments::reprocess(state, id, caller))
+        .map(respond);
+    payment_jobs
+        .or(compensation_jobs)
+        .unify()
+        .or(simulator)
+        .unify()
+        .or(set_simulator)
+        .unify()
+        .or(letters)
+        .unify()
+        .or(csv)
+        .unify()
+        .or(reprocess)
+        .unify()
+        .boxed()
 }
 
 fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {

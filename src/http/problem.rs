@@ -173,6 +173,8 @@ pub async fn recover(rejection: Rejection) -> Result<Response, std::convert::Inf
         Problem::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this resource")
     } else if let Some(header) = rejection.find::<warp::reject::InvalidHeader>() {
         Problem::invalid(format!("header {} is not valid", header.name()))
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        Problem::invalid("the query string is not valid for this resource")
     } else if let Some(header) = rejection.find::<warp::reject::MissingHeader>() {
         Problem::invalid(format!("header {} is missing", header.name()))
     } else {

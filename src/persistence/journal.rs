@@ -62,13 +62,15 @@ pub struct Journal {
     pub append: Arc<dyn JournalAppend>,
     pub replay: Arc<dyn JournalReplay>,
     pub projection: Arc<dyn JournalProjection>,
+    /// Where dead letters are mirrored, if the journal has such a stream (Kafka's `<topic>-dlq`).
+    pub dead_letters: Option<Arc<dyn super::DeadLetterTopic>>,
 }
 
 impl Journal {
     /// A journal that plays every role itself.
     pub fn whole<J: JournalAppend + JournalReplay + JournalProjection>(journal: J) -> Self {
         let journal = Arc::new(journal);
-        Self { append: journal.clone(), replay: journal.clone(), projection: journal }
+        Self { append: journal.clone(), replay: journal.clone(), projection: journal, dead_letters: None }
     }
 }
 

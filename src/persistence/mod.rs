@@ -2,6 +2,7 @@
 //! through their traits, so the embedded default and a production deployment run the same actor code.
 
 pub mod db;
+pub mod dead_letters;
 pub mod journal;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -13,6 +14,7 @@ pub mod snapshots;
 pub mod users;
 
 pub use db::{Database, DbError};
+pub use dead_letters::DeadLetterTopic;
 pub use journal::{
     Journal, JournalAppend, JournalError, JournalProjection, JournalReplay, KafkaConfig, Projected, SqlJournal,
 };

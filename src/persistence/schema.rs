@@ -79,3 +79,18 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(snapshots, snapshot_chunks);
+
+diesel::table! {
+    dead_letters (id) {
+        id -> BigInt,
+        kind -> Text,
+        order_id -> Text,
+        product_id -> BigInt,
+        user_id -> BigInt,
+        amount_cents -> BigInt,
+        reason -> Text,
+        attempts -> Text,
+        created_at -> BigInt,
+        reprocessed_at -> Nullable<BigInt>,
+    }
+}

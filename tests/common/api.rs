@@ -135,6 +135,37 @@ impl Api {
         self.send(self.client.post(self.url(&format!("/api/v1/orders/{order}/cancel"))).bearer_auth(token)).await
     }
 
+    pub async fn pay(&self, order: &str, token: &str) -> Answer {
+        self.send(self.client.post(self.url(&format!("/api/v1/orders/{order}/pay"))).bearer_auth(token)).await
+    }
+
+    /// GET an admin resource; it must answer 200.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let answer = self.send(self.client.get(self.url(path)).bearer_auth(&self.admin_token)).await;
+        assert_eq!(answer.status, StatusCode::OK, "GET {path}: {}", answer.body);
+        answer.body
+    }
+
+    /// Sets the simulated payment provider's knobs.
+    pub async fn simulator(&self, knobs: Value) {
+        let url = self.url("/api/v1/admin/payments/simulator");
+        let answer = self.send(self.client.put(url).bearer_auth(&self.admin_token).json(&knobs)).await;
+        assert_eq!(answer.status, StatusCode::OK, "simulator: {}", answer.body);
+    }
+
+    /// Posts a payment callback as the provider would, signed with `key` at `sent_secs`.
+    pub async fn callback(&self, key: &seckill::domain::WebhookKey, sent_secs: i64, body: &Value) -> Answer {
+        let body = serde_json::to_vec(body).expect("json");
+        let request = self
+            .client
+            .post(self.url("/api/v1/payments/callback"))
+            .header("content-type", "application/json")
+            .header("seckill-timestamp", sent_secs.to_string())
+            .header("seckill-signature", key.sign(sent_secs, &body))
+            .body(body);
+        self.send(request).await
+    }
+
     pub async fn order(&self, order: &str, token: &str) -> Answer {
         self.send(self.client.get(self.url(&format!("/api/v1/orders/{order}"))).bearer_auth(token)).await
     }

@@ -4,6 +4,7 @@
 //! about an order to the shard holding it, `reads` finds orders, `views` shows products as buyers and admins see them.
 
 mod order_steps;
+mod payments;
 mod purchase;
 mod reads;
 #[cfg(test)]
@@ -18,15 +19,18 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, ActorStatus};
 
 pub use self::order_steps::OrderStepError;
+pub use self::payments::{PaymentStatus, ReprocessError};
 pub use self::purchase::PurchaseError;
 pub use self::views::{AdminView, ProductSummary, SnapshotHealth};
 use super::journal::Appender;
+use super::lifecycle::{DeadLetterOffice, JobLink, LifecycleDeps, LifecycleSettings, Pay, Refund};
 use super::orders::projector::ProjectorLink;
 use super::root::{RootArgs, RootMsg, RootSupervisor};
 use super::sale::catalog::Catalog;
 use super::sale::product::snapshot_clock::SnapshotPolicy;
 use super::sale::product::{ProductDeps, ProductMsg};
 use super::supervision::BackoffPolicy;
+use crate::gateway::PaymentGateway;
 use crate::persistence::{Database, DbError, Journal, JournalError, JournalProjection, SnapshotStore};
 
 /// Tunables of the actor system (see `config/default.toml` for what each means).
@@ -41,6 +45,11 @@ pub struct EngineSettings {
     pub projector_quiet: Duration,
     pub projector_max_lag: u64,
     pub supervision: BackoffPolicy,
+    pub payment_attempts: u32,
+    pub callback_timeout: Duration,
+    pub refund_waits: Vec<Duration>,
+    /// Called with each dead letter, if set.
+    pub alert_webhook: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +72,9 @@ pub struct Engine {
     projection: Arc<dyn JournalProjection>,
     root: ActorRef<RootMsg>,
     settings: EngineSettings,
+    lifecycle: Arc<LifecycleDeps>,
+    payments: Arc<JobLink<Pay>>,
+    refunds: Arc<JobLink<Refund>>,
 }
 
 impl Engine {
@@ -71,16 +83,37 @@ impl Engine {
         db: Database,
         journal: Journal,
         snapshots: Arc<dyn SnapshotStore>,
+        gateway: Arc<dyn PaymentGateway>,
         settings: EngineSettings,
     ) -> Result<Self, EngineError> {
         let appender = Appender::new();
         let catalog = Arc::new(Catalog::default());
+        let (payments, refunds) = (Arc::new(JobLink::default()), Arc::new(JobLink::default()));
+        let office = DeadLetterOffice::new(
+            db.clone(),
+            journal.dead_letters.clone(),
+            settings.alert_webhook.clone(),
+            settings.supervision,
+        );
+        let lifecycle = Arc::new(LifecycleDeps {
+            gateway,
+            catalog: Arc::clone(&catalog),
+            office,
+            settings: LifecycleSettings {
+                payment_attempts: settings.payment_attempts,
+                callback_timeout: settings.callback_timeout,
+                refund_waits: settings.refund_waits.clone(),
+                policy: settings.supervision,
+                ask_timeout: settings.purchase_timeout,
+            },
+        });
         let deps = Arc::new(ProductDeps {
             journal: Arc::clone(&journal.replay),
             snapshots,
             writer: appender.clone(),
             snapshot_policy: settings.snapshots,
             snapshot_failures: AtomicU64::new(0),
+            refunds: Arc::clone(&refunds),
         });
         let projection = Arc::clone(&journal.projection);
         let args = RootArgs {
@@ -91,10 +124,13 @@ impl Engine {
             deps: Arc::clone(&deps),
             catalog: Arc::clone(&catalog),
             settings: settings.clone(),
+            lifecycle: Arc::clone(&lifecycle),
+            payments: Arc::clone(&payments),
+            refunds: Arc::clone(&refunds),
         };
         let (root, _) =
             Actor::spawn(None, RootSupervisor, args).await.map_err(|err| EngineError::Actors(err.to_string()))?;
-        Ok(Self { db, deps, catalog, appender, projection, root, settings })
+        Ok(Self { db, deps, catalog, appender, projection, root, settings, lifecycle, payments, refunds })
     }
 
     /// Whether the whole tree runs, the journal writer takes appends, and the database answers.

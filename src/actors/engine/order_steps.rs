@@ -1,12 +1,9 @@
-//! A buyer's requests about an order they hold (cancel, and later pay): asked of the buyer's shard in each product,
+//! A buyer's requests about an order they hold (cancel): asked of the buyer's shard in each product,
 //! since an order id does not say which product it belongs to; only the shard holding it answers with more than
 //! "not found".
 
-use ractor::rpc::CallResult;
-
 use super::Engine;
-use crate::actors::sale::shard::book::{ActRefusal, OrderAct, OrderRequest};
-use crate::actors::sale::shard::ShardMsg;
+use crate::actors::sale::shard::book::{ActRefusal, OrderAct};
 use crate::domain::{Order, OrderId, OrderStatus, UserId};
 
 /// Why an order request was turned away.
@@ -29,25 +26,23 @@ impl Engine {
 
     async fn act(&self, order: OrderId, user: UserId, act: OrderAct) -> Result<Order, OrderStepError> {
         for handle in self.catalog.all() {
-            let asked = handle
-                .shard_of(user)
-                .call(
-                    |reply| ShardMsg::Act(OrderRequest { order, user, act, reply }),
-                    Some(self.settings.purchase_timeout),
-                )
-                .await;
+            let asked = self.catalog.act(handle.product.id, user, order, act, self.settings.purchase_timeout).await;
             match asked {
-                Ok(CallResult::Success(Err(ActRefusal::NotFound))) => continue,
-                Ok(CallResult::Success(Ok(order))) => return Ok(order),
-                Ok(CallResult::Success(Err(ActRefusal::Conflict(status)))) => {
-                    return Err(OrderStepError::Conflict(status))
-                }
-                Ok(CallResult::Success(Err(ActRefusal::Unavailable)))
-                | Ok(CallResult::Timeout | CallResult::SenderError)
-                | Err(_) => return Err(OrderStepError::Unavailable),
+                Err(ActRefusal::NotFound) => continue,
+                answered => return Ok(answered?),
             }
         }
         Err(OrderStepError::NotFound)
+    }
+}
+
+impl From<ActRefusal> for OrderStepError {
+    fn from(refusal: ActRefusal) -> Self {
+        match refusal {
+            ActRefusal::NotFound => OrderStepError::NotFound,
+            ActRefusal::Conflict(status) => OrderStepError::Conflict(status),
+            ActRefusal::Unavailable => OrderStepError::Unavailable,
+        }
     }
 }
 

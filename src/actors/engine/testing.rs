@@ -10,10 +10,11 @@ use ractor::ActorCell;
 use super::{Engine, EngineSettings};
 use crate::actors::sale::product::snapshot_clock::SnapshotPolicy;
 use crate::actors::supervision::BackoffPolicy;
-use crate::domain::Timestamp;
 use crate::domain::{
     JournalEvent, PaymentWindow, PerUserLimit, Position, ProductDraft, ProductId, SaleWindow, ShardCount, StockLevel,
 };
+use crate::domain::{Timestamp, WebhookKey};
+use crate::gateway::{PaymentGateway, SimulatedGateway};
 use crate::persistence::{Database, Journal, JournalAppend, JournalError, SqlJournal, SqlSnapshots};
 
 /// Reports the next `failures` appends failed, then appends like the SQL journal it wraps. With `lands`, those
@@ -83,6 +84,10 @@ pub fn settings() -> EngineSettings {
             window: Duration::from_secs(10),
             reset_after: Duration::from_secs(30),
         },
+        payment_attempts: 3,
+        callback_timeout: Duration::from_secs(2),
+        refund_waits: vec![Duration::from_millis(20), Duration::from_millis(40)],
+        alert_webhook: None,
     }
 }
 
@@ -92,11 +97,22 @@ pub async fn engine(
     wrap: impl FnOnce(SqlJournal) -> Journal,
     settings: EngineSettings,
 ) -> Engine {
+    let key = Arc::new(WebhookKey::new("a secret for the engine's tests only", Duration::from_secs(300)));
+    engine_paying(dir, wrap, settings, Arc::new(SimulatedGateway::silent(key))).await
+}
+
+/// The same, paying through `gateway`.
+pub async fn engine_paying(
+    dir: &tempfile::TempDir,
+    wrap: impl FnOnce(SqlJournal) -> Journal,
+    settings: EngineSettings,
+    gateway: Arc<dyn PaymentGateway>,
+) -> Engine {
     let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
     let db = Database::connect(&url, 4, Duration::from_secs(5)).unwrap();
     db.migrate().unwrap();
     let journal = wrap(SqlJournal::new(db.clone()));
-    Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), settings).await.unwrap()
+    Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), gateway, settings).await.unwrap()
 }
 
 /// An open sale of `stock` units, one per buyer, over two shards.

@@ -4,13 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use ractor::rpc::CallResult;
 use ractor::ActorRef;
 
 use super::gauges::Gauges;
 use super::product::ProductMsg;
+use super::shard::book::{ActRefusal, OrderAct, OrderRequest};
 use super::shard::ShardMsg;
-use crate::domain::{Product, ProductId, UserId};
+use crate::domain::{Order, OrderId, Product, ProductId, UserId};
 
 /// One running product.
 pub struct ProductHandle {
@@ -49,5 +52,25 @@ impl Catalog {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ProductId, Arc<ProductHandle>>> {
         self.products.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Catalog {
+    /// Asks the shard holding `user`'s orders of `product` to do `act` to `order`; a shard that does not answer in
+    /// `timeout` (or is restarting) is `Unavailable`.
+    pub async fn act(
+        &self,
+        product: ProductId,
+        user: UserId,
+        order: OrderId,
+        act: OrderAct,
+        timeout: Duration,
+    ) -> Result<Order, ActRefusal> {
+        let Some(handle) = self.get(product) else { return Err(ActRefusal::NotFound) };
+        let request = |reply| ShardMsg::Act(OrderRequest { order, user, act, reply });
+        match handle.shard_of(user).call(request, Some(timeout)).await {
+            Ok(CallResult::Success(outcome)) => outcome,
+            Ok(CallResult::Timeout | CallResult::SenderError) | Err(_) => Err(ActRefusal::Unavailable),
+        }
     }
 }

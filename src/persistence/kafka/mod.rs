@@ -9,6 +9,7 @@
 //! are committed in the database, at-least-once onto idempotent writes (`projection`). No Kafka transactions are
 //! used. librdkafka's calls that wait (metadata, offsets, polling) run on blocking threads.
 
+mod dead_letters;
 mod producer;
 mod projection;
 mod reader;
@@ -22,6 +23,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::Message;
 
+use self::dead_letters::DeadLetterStream;
 use self::producer::ProducerSession;
 use self::projection::GroupProjection;
 use self::reader::RecoveryReader;
@@ -68,6 +70,7 @@ async fn try_connect(config: &KafkaConfig) -> Result<Journal, JournalError> {
         append: std::sync::Arc::new(ProducerSession::new(config.clone(), partitions)?),
         replay: std::sync::Arc::new(RecoveryReader::new(config.clone(), partitions)?),
         projection: std::sync::Arc::new(GroupProjection::new(config.clone(), partitions)?),
+        dead_letters: Some(std::sync::Arc::new(DeadLetterStream::connect(config).await?)),
     })
 }
 

@@ -23,6 +23,7 @@ use super::gauges::Gauges;
 use super::shard::book::{ShardBook, ShardCounts};
 use super::shard::{PoolRequest, ShardArgs, ShardMsg, StockShard};
 use crate::actors::journal::Appender;
+use crate::actors::lifecycle::{JobLink, Refund};
 use crate::domain::{Position, Product, Reservation, StockSnapshot, Timeline};
 use crate::persistence::{JournalReplay, SnapshotError, SnapshotStore};
 
@@ -34,6 +35,8 @@ pub struct ProductDeps {
     pub snapshot_policy: SnapshotPolicy,
     /// Snapshots that could not be saved, across all products, since start.
     pub snapshot_failures: AtomicU64,
+    /// Where shards hand the refunds of money that came too late.
+    pub refunds: Arc<JobLink<Refund>>,
 }
 
 pub struct ProductActor;
@@ -143,6 +146,8 @@ impl Actor for ProductActor {
                 pool: myself.get_derived(),
                 writer: deps.writer.clone(),
                 gauges: Arc::clone(&gauges),
+                refunds: Arc::clone(&deps.refunds),
+                price_cents: product.draft.price_cents,
             };
             let (shard, _) = Actor::spawn_linked(None, StockShard, args, myself.get_cell()).await?;
             shards.push(shard);

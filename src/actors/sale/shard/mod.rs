@@ -12,7 +12,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort}
 use self::book::{ActOutcome, Effect, OrderRequest, Outcome, PurchaseRequest, ShardBook, ShardCounts};
 use super::gauges::Gauges;
 use crate::actors::journal::{Ack, AppendFailed, Appender, Outcome as Journaled, Recipient};
-use crate::domain::{JournalEvent, Order, OrderId, StockSnapshot, Timestamp, UserId};
+use crate::actors::lifecycle::{JobLink, JobMsg, Refund};
+use crate::domain::{JournalEvent, Order, OrderId, PaymentOrder, Reservation, StockSnapshot, Timestamp, UserId};
 
 pub struct StockShard;
 
@@ -34,6 +35,9 @@ pub struct ShardArgs {
     pub pool: DerivedActorRef<PoolRequest>,
     pub writer: Appender,
     pub gauges: Arc<Gauges>,
+    pub refunds: Arc<JobLink<Refund>>,
+    /// A unit's price, for the refunds this shard hands over.
+    pub price_cents: i64,
 }
 
 pub struct ShardState {
@@ -44,6 +48,8 @@ pub struct ShardState {
     pool: DerivedActorRef<PoolRequest>,
     writer: Appender,
     gauges: Arc<Gauges>,
+    refunds: Arc<JobLink<Refund>>,
+    price_cents: i64,
 }
 
 pub enum ShardMsg {
@@ -65,6 +71,8 @@ pub enum ShardMsg {
     Snapshot(RpcReplyPort<StockSnapshot>),
     Order(OrderId, RpcReplyPort<Option<Order>>),
     OrdersOf(UserId, RpcReplyPort<Vec<Order>>),
+    /// Orders whose money must be given back.
+    RefundsDue(RpcReplyPort<Vec<Arc<Reservation>>>),
 }
 
 impl Actor for StockShard {
@@ -73,8 +81,14 @@ impl Actor for StockShard {
     type Arguments = ShardArgs;
 
     async fn pre_start(&self, myself: ActorRef<ShardMsg>, args: ShardArgs) -> Result<ShardState, ActorProcessingErr> {
-        let ShardArgs { index, book, pool, writer, gauges } = args;
-        Ok(ShardState { index, inbox: Arc::new(Inbox(myself)), book, pool, writer, gauges })
+        let ShardArgs { index, book, pool, writer, gauges, refunds, price_cents } = args;
+        let state =
+            ShardState { index, inbox: Arc::new(Inbox(myself)), book, pool, writer, gauges, refunds, price_cents };
+        // Refunds a crash interrupted start again (compensation ignores those it already runs).
+        for reservation in state.book.refunds_due() {
+            state.refund(&reservation);
+        }
+        Ok(state)
     }
 
     async fn handle(
@@ -125,6 +139,10 @@ impl Actor for StockShard {
                 let _ = reply.send(state.book.orders_of(user));
                 Vec::new()
             }
+            ShardMsg::RefundsDue(reply) => {
+                let _ = reply.send(state.book.refunds_due());
+                Vec::new()
+            }
         };
         state.perform(effects, now, &myself);
         state.gauges.record(before, state.taken());
@@ -171,10 +189,17 @@ impl ShardState {
                     Effect::StockReturned { units } => {
                         let _ = self.pool.send_message(PoolRequest::StockReturned { units });
                     }
+                    Effect::RefundDue(reservation) => self.refund(&reservation),
                 }
             }
             queue = follow_up;
         }
+    }
+
+    /// Hands a refund to compensation. If none runs just now, the one that starts next finds it (`Job::pending`).
+    fn refund(&self, reservation: &Reservation) {
+        let job = Refund(PaymentOrder::of(reservation, self.price_cents));
+        self.refunds.cast(JobMsg::Start { job, reply: None });
     }
 
     /// Hands an event of one of this shard's orders to the journal writer; if it refuses at once, the book hears so.
