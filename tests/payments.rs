@@ -269,8 +269,10 @@ async fn cancels_racing_payments_end_each_order_exactly_one_way(backend: Backend
             assert_eq!(taken, ["paid"], "{order}");
             assert_eq!(*cancel, StatusCode::CONFLICT, "the cancel lost: {order}");
         } else {
-            assert_eq!(&taken[..2], ["cancelled", "released"], "{order}");
-            assert!(order["refund"].is_null() || order["refund"] == "refunded", "{order}");
+            // Money that came after the cancel may be requested back before or after the release.
+            let count = |step: &str| taken.iter().filter(|taken| **taken == step).count();
+            assert_eq!((taken[0], count("released"), count("paid")), ("cancelled", 1, 0), "{order}");
+            assert_eq!(count("refund_requested"), count("refunded"), "{order}");
         }
     }
     let view = app.admin_view(product).await;
