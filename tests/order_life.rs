@@ -76,7 +76,7 @@ async fn a_cancelled_unit_is_sold_again_and_its_buyer_may_buy_again(backend: Bac
     let supervision = app.url("/api/v1/admin/supervision");
     let answer = app.send(app.client.get(&supervision).bearer_auth(&app.admin_token)).await;
     assert_eq!(answer.status, StatusCode::OK);
-    for supervisor in ["root", "products"] {
+    for supervisor in ["root", "products", "payments", "compensations"] {
         assert_eq!(answer.body[supervisor]["restarts"], 0, "{}", answer.body);
         assert_eq!(answer.body[supervisor]["children"], serde_json::json!([]), "{}", answer.body);
     }

@@ -151,6 +151,12 @@ async fn a_failing_provider_is_retried_with_growing_waits_and_a_dead_letter_is_r
     assert_eq!(letter["attempts"].as_array().map(Vec::len), Some(4), "{letter}");
     assert!(letter["reason"].as_str().is_some_and(|r| r.contains("declined")), "{letter}");
     assert_eq!(job(&app, "payments", &doomed).await.expect("the job")["state"], "dead_lettered");
+    #[cfg(feature = "kafka")]
+    if backend == Backend::Production {
+        let topic = app.scratch.overrides().into_iter().find(|(key, _)| key == "journal.kafka.topic").expect("topic").1;
+        let mirrored = on_dead_letter_topic(&format!("{topic}-dlq"), &doomed).await;
+        assert_eq!((mirrored["id"].as_i64(), mirrored["kind"].as_str()), (letter["id"].as_i64(), Some("payment")));
+    }
     assert_eq!(app.order(&doomed, unlucky).await.body["status"], "reserved");
     let csv = app.send(app.client.get(app.url("/api/v1/admin/dead-letters.csv")).bearer_auth(&app.admin_token)).await;
     assert_eq!(csv.status, StatusCode::OK);
@@ -280,6 +286,36 @@ async fn cancels_racing_payments_end_each_order_exactly_one_way(backend: Backend
     assert_eq!(view["released"].as_u64(), Some(50 - paid as u64), "{view}");
     assert_eq!((view["available"].as_u64(), view["invariant_holds"].as_bool()), (Some(50 - paid as u64), Some(true)));
     app.stop().await;
+}
+
+/// The dead letter of `order` as published on `topic` (the journal's `-dlq` topic).
+#[cfg(feature = "kafka")]
+async fn on_dead_letter_topic(topic: &str, order: &str) -> Value {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", common::kafka_brokers())
+        .set("group.id", format!("dlq-reader-{}", uuid::Uuid::now_v7().simple()))
+        .create()
+        .expect("a consumer");
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition_offset(topic, 0, Offset::Beginning).expect("partition");
+    consumer.assign(&partitions).expect("assigned");
+    let (topic, order) = (topic.to_owned(), order.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else { continue };
+            let letter: Value = serde_json::from_slice(message.payload().unwrap_or_default()).expect("json");
+            if letter["order_id"] == order.as_str() {
+                return letter;
+            }
+        }
+        panic!("no dead letter of {order} on {topic}");
+    })
+    .await
+    .expect("reader")
 }
 
 on_every_backend!(a_paid_order_stays_paid_and_only_signed_fresh_callbacks_count);

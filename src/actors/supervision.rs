@@ -63,6 +63,7 @@ impl RestartBudget {
 struct ChildRecord {
     budget: RestartBudget,
     restarts: u64,
+    gave_up: bool,
     last_failure: Instant,
     last_delay: Duration,
 }
@@ -73,6 +74,7 @@ pub struct Restarts<K> {
     policy: BackoffPolicy,
     children: HashMap<K, ChildRecord>,
     total: u64,
+    gave_up: u64,
 }
 
 /// What an admin sees of one supervisor's restarts.
@@ -80,6 +82,8 @@ pub struct Restarts<K> {
 pub struct SupervisorView {
     /// Restarts made since start.
     pub restarts: u64,
+    /// Children given up on since start (their budget spent).
+    pub gave_up: u64,
     /// Restarts of one child within `restart_window_secs` after which the supervisor gives up and escalates.
     pub max_restarts: usize,
     /// Every child that has failed, most recent failure first.
@@ -90,6 +94,8 @@ pub struct SupervisorView {
 pub struct ChildView {
     pub child: String,
     pub restarts: u64,
+    /// Its budget was spent and the supervisor gave up on it.
+    pub gave_up: bool,
     /// Failures counted against the budget now (0 once the child has run quietly for `reset_after`).
     pub failures_in_window: u32,
     /// The delay before its latest restart.
@@ -99,7 +105,7 @@ pub struct ChildView {
 
 impl<K: Hash + Eq + Display> Restarts<K> {
     pub fn new(policy: BackoffPolicy) -> Self {
-        Self { policy, children: HashMap::new(), total: 0 }
+        Self { policy, children: HashMap::new(), total: 0, gave_up: 0 }
     }
 
     /// `child` failed at `now`: how long to wait before restarting it, or `Err` with the failures counted when its
@@ -109,6 +115,7 @@ impl<K: Hash + Eq + Display> Restarts<K> {
         let record = self.children.entry(child).or_insert_with(|| ChildRecord {
             budget: RestartBudget { max: policy.max_restarts, window: policy.window, recent: VecDeque::new() },
             restarts: 0,
+            gave_up: false,
             last_failure: now,
             last_delay: Duration::ZERO,
         });
@@ -117,8 +124,13 @@ impl<K: Hash + Eq + Display> Restarts<K> {
         }
         record.last_failure = now;
         if !record.budget.allow(now) {
+            if !record.gave_up {
+                record.gave_up = true;
+                self.gave_up += 1;
+            }
             return Err(record.budget.attempts());
         }
+        record.gave_up = false;
         self.total += 1;
         record.restarts += 1;
         record.last_delay = policy.delay(record.budget.attempts().saturating_sub(1));
@@ -140,6 +152,7 @@ impl<K: Hash + Eq + Display> Restarts<K> {
                 let view = ChildView {
                     child: child.to_string(),
                     restarts: record.restarts,
+                    gave_up: record.gave_up,
                     failures_in_window: counted,
                     last_delay_ms: record.last_delay.as_millis() as u64,
                     quiet_for_secs: quiet.as_secs_f64(),
@@ -150,6 +163,7 @@ impl<K: Hash + Eq + Display> Restarts<K> {
         children.sort_by_key(|(last, _)| std::cmp::Reverse(*last));
         SupervisorView {
             restarts: self.total,
+            gave_up: self.gave_up,
             max_restarts: self.policy.max_restarts,
             children: children.into_iter().map(|(_, view)| view).collect(),
         }
@@ -195,6 +209,8 @@ mod tests {
         let second = restarts.after_failure("a", start).unwrap();
         assert!(first < Duration::from_millis(120) && second >= Duration::from_millis(200), "delays grow");
         assert_eq!(restarts.after_failure("a", start), Err(3), "the budget is spent");
+        let view = restarts.view(start);
+        assert_eq!((view.gave_up, view.children[0].gave_up), (1, true), "the give-up shows");
         assert!(restarts.after_failure("b", start).is_ok(), "another child's budget is its own");
         assert!(restarts.after_failure("a", start + Duration::from_secs(11)).is_ok(), "the window moved on");
         assert_eq!(restarts.total(), 4);

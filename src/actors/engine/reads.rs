@@ -15,6 +15,10 @@ use crate::domain::{Order, OrderId, ProductId, UserId};
 pub struct Supervision {
     pub root: SupervisorView,
     pub products: SupervisorView,
+    /// Restarts of failed PaymentAttempt actors.
+    pub payments: SupervisorView,
+    /// Restarts of failed Compensation actors.
+    pub compensations: SupervisorView,
 }
 
 /// How many of a buyer's orders `GET /orders` lists.
@@ -71,11 +75,13 @@ impl Engine {
         Ok(self.supervision().await?.products.restarts)
     }
 
-    /// The restarts of every supervisor: the root's children, and the products.
+    /// The restarts of every supervisor: the root's children, the products, and the payment and compensation jobs.
     pub async fn supervision(&self) -> Result<Supervision, EngineError> {
         Ok(Supervision {
             root: ask(&self.root, RootMsg::Supervision).await?,
             products: ask(&self.root, RootMsg::ProductSupervision).await?,
+            payments: self.payment_jobs().await?.supervision,
+            compensations: self.compensation_jobs().await?.supervision,
         })
     }
 }
