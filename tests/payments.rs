@@ -22,15 +22,35 @@ fn provider_key() -> WebhookKey {
 
 /// The service with payment retries and compensation waits in milliseconds.
 async fn start(backend: Backend) -> TestApp {
+    start_alerting(backend, "").await
+}
+
+/// The same, announcing dead letters to `alert_webhook_url` (empty: to nobody).
+async fn start_alerting(backend: Backend, alert_webhook_url: &str) -> TestApp {
     start_with(Scratch::new(backend), |settings| {
         settings.supervision.backoff_base_ms = 30;
         settings.supervision.backoff_jitter = 0.2;
         settings.payments.attempts = 4;
-        settings.payments.callback_timeout_ms = 2_000;
+        settings.payments.callback_timeout_ms = 1_500;
         settings.payments.simulator.latency_ms = 5;
         settings.compensation.retry_waits_ms = "30,60".into();
+        settings.compensation.alert_webhook_url = alert_webhook_url.to_owned();
     })
     .await
+}
+
+/// An operator's alert endpoint: every JSON body POSTed to it, in order.
+async fn alert_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use warp::Filter;
+    let (sender, received) = tokio::sync::mpsc::unbounded_channel();
+    let route = warp::post().and(warp::body::json()).map(move |body: Value| {
+        let _ = sender.send(body);
+        warp::reply()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let url = format!("http://{}/alerts", listener.local_addr().expect("address"));
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (url, received)
 }
 
 fn order_id(answer: &common::Answer) -> String {
@@ -119,7 +139,8 @@ async fn a_paid_order_stays_paid_and_only_signed_fresh_callbacks_count(backend: 
 }
 
 async fn a_failing_provider_is_retried_with_growing_waits_and_a_dead_letter_is_replayed(backend: Backend) {
-    let app = start(backend).await;
+    let (alerts, mut alerted) = alert_receiver().await;
+    let app = start_alerting(backend, &alerts).await;
     let product = app.create_product(3, 1, 1).await;
     let users = app.customers(2).await;
     let (patient, unlucky) = (&users[0].1, &users[1].1);
@@ -151,6 +172,8 @@ async fn a_failing_provider_is_retried_with_growing_waits_and_a_dead_letter_is_r
     assert_eq!(letter["attempts"].as_array().map(Vec::len), Some(4), "{letter}");
     assert!(letter["reason"].as_str().is_some_and(|r| r.contains("declined")), "{letter}");
     assert_eq!(job(&app, "payments", &doomed).await.expect("the job")["state"], "dead_lettered");
+    let alert = tokio::time::timeout(Duration::from_secs(10), alerted.recv()).await.expect("an alert").expect("a body");
+    assert_eq!((alert["id"].as_i64(), alert["order_id"].as_str()), (letter["id"].as_i64(), Some(doomed.as_str())));
     #[cfg(feature = "kafka")]
     if backend == Backend::Production {
         let topic = app.scratch.overrides().into_iter().find(|(key, _)| key == "journal.kafka.topic").expect("topic").1;
@@ -318,6 +341,29 @@ async fn on_dead_letter_topic(topic: &str, order: &str) -> Value {
     .expect("reader")
 }
 
+async fn a_provider_that_accepts_and_stays_silent_is_asked_again(backend: Backend) {
+    let app = start(backend).await;
+    let product = app.create_product(1, 1, 1).await;
+    let (_, buyer) = &app.customers(1).await[0];
+    app.simulator(json!({"latency_ms": 5, "failure_rate": 0.0, "fail_next": 0, "silent": true})).await;
+    let order = order_id(&app.purchase(product, buyer, None, 1).await);
+    assert_eq!(app.pay(&order, buyer).await.status, StatusCode::ACCEPTED);
+    let silent = |job: &Value| job["attempts"][0]["failure"].as_str().is_some_and(|f| f.contains("did not call back"));
+    eventually("the silent attempt times out", Duration::from_secs(10), || async {
+        job(&app, "payments", &order).await.filter(silent)
+    })
+    .await;
+    app.simulator(json!({"latency_ms": 5, "failure_rate": 0.0, "fail_next": 0, "silent": false})).await;
+    order_becomes(&app, &order, buyer, "paid", None).await;
+    let paid = eventually("the job succeeds", Duration::from_secs(10), || async {
+        job(&app, "payments", &order).await.filter(|job| job["state"] == "succeeded")
+    })
+    .await;
+    assert!(paid["attempts"].as_array().is_some_and(|attempts| attempts.len() >= 2), "{paid}");
+    app.stop().await;
+}
+
+on_every_backend!(a_provider_that_accepts_and_stays_silent_is_asked_again);
 on_every_backend!(a_paid_order_stays_paid_and_only_signed_fresh_callbacks_count);
 on_every_backend!(a_failing_provider_is_retried_with_growing_waits_and_a_dead_letter_is_replayed);
 on_every_backend!(money_after_expiry_is_refunded_and_the_unit_is_sold_once);
