@@ -270,19 +270,11 @@ const PAYMENTS: usize = 200;
 /// kill took its answer away.
 async fn late_money(api: &Api, product: i64, order: &str, user: i64) -> Option<StatusCode> {
     let key = seckill::domain::WebhookKey::new(WEBHOOK_SECRET, Duration::from_secs(300));
-    let body = serde_json::to_vec(&serde_json::json!({
+    let body = serde_json::json!({
         "order_id": order, "product_id": product, "user_id": user, "amount_cents": 49_900, "result": "succeeded",
-    }))
-    .expect("json");
-    let sent = seckill::domain::Timestamp::now().unix_secs();
-    let request = api
-        .client
-        .post(api.url("/api/v1/payments/callback"))
-        .header("content-type", "application/json")
-        .header("seckill-timestamp", sent.to_string())
-        .header("seckill-signature", key.sign(sent, &body))
-        .body(body)
-        .timeout(Duration::from_secs(10));
+    });
+    let request = api.callback_request(&key, seckill::domain::Timestamp::now().unix_secs(), &body);
+    let request = request.timeout(Duration::from_secs(10));
     request.send().await.ok().map(|response| response.status())
 }
 

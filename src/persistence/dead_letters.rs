@@ -9,31 +9,8 @@ use crate::domain::{
     Timestamp, UserId,
 };
 
+/// A row in the table's column order (`schema.rs`).
 type Row = (i64, String, String, i64, i64, i64, String, String, i64, Option<i64>);
-
-const COLUMNS: (
-    dead_letters::id,
-    dead_letters::kind,
-    dead_letters::order_id,
-    dead_letters::product_id,
-    dead_letters::user_id,
-    dead_letters::amount_cents,
-    dead_letters::reason,
-    dead_letters::attempts,
-    dead_letters::created_at,
-    dead_letters::reprocessed_at,
-) = (
-    dead_letters::id,
-    dead_letters::kind,
-    dead_letters::order_id,
-    dead_letters::product_id,
-    dead_letters::user_id,
-    dead_letters::amount_cents,
-    dead_letters::reason,
-    dead_letters::attempts,
-    dead_letters::created_at,
-    dead_letters::reprocessed_at,
-);
 
 fn from_row(
     (id, kind, order_id, product_id, user_id, amount_cents, reason, attempts, created_at, reprocessed_at): Row,
@@ -92,7 +69,7 @@ impl Database {
     /// Dead letters in the order they were written.
     pub async fn dead_letters(&self, filter: LetterFilter) -> Result<Vec<DeadLetter>, DbError> {
         self.run(move |conn| {
-            let mut query = dead_letters::table.select(COLUMNS).order(dead_letters::id.asc()).into_boxed();
+            let mut query = dead_letters::table.order(dead_letters::id.asc()).into_boxed();
             if let Some(kind) = filter.kind {
                 query = query.filter(dead_letters::kind.eq(kind.as_str()));
             }
@@ -124,7 +101,7 @@ impl Database {
             if taken == 0 {
                 return Ok(None);
             }
-            let row = dead_letters::table.select(COLUMNS).filter(dead_letters::id.eq(id.get())).first::<Row>(conn)?;
+            let row = dead_letters::table.filter(dead_letters::id.eq(id.get())).first::<Row>(conn)?;
             from_row(row).map(Some)
         })
         .await
@@ -133,11 +110,7 @@ impl Database {
     /// One dead letter.
     pub async fn dead_letter(&self, id: DeadLetterId) -> Result<Option<DeadLetter>, DbError> {
         self.run(move |conn| {
-            let row = dead_letters::table
-                .select(COLUMNS)
-                .filter(dead_letters::id.eq(id.get()))
-                .first::<Row>(conn)
-                .optional()?;
+            let row = dead_letters::table.filter(dead_letters::id.eq(id.get())).first::<Row>(conn).optional()?;
             row.map(from_row).transpose()
         })
         .await

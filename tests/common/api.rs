@@ -155,15 +155,23 @@ impl Api {
 
     /// Posts a payment callback as the provider would, signed with `key` at `sent_secs`.
     pub async fn callback(&self, key: &seckill::domain::WebhookKey, sent_secs: i64, body: &Value) -> Answer {
+        self.send(self.callback_request(key, sent_secs, body)).await
+    }
+
+    /// A payment callback as the provider sends it, signed with `key` at `sent_secs`.
+    pub fn callback_request(
+        &self,
+        key: &seckill::domain::WebhookKey,
+        sent_secs: i64,
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
         let body = serde_json::to_vec(body).expect("json");
-        let request = self
-            .client
+        self.client
             .post(self.url("/api/v1/payments/callback"))
             .header("content-type", "application/json")
             .header("seckill-timestamp", sent_secs.to_string())
             .header("seckill-signature", key.sign(sent_secs, &body))
-            .body(body);
-        self.send(request).await
+            .body(body)
     }
 
     pub async fn order(&self, order: &str, token: &str) -> Answer {
