@@ -53,11 +53,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let products = api.and(warp::path("products")).and(product_routes(state.clone()));
     let orders = api.and(warp::path("orders")).and(order_routes(state.clone()));
     let callback = api.and(warp::path!("payments" / "callback")).and(callback_route(state.clone()));
-    let admin = api
-        .and(warp::path("admin"))
-        .and(admin_routes(state.clone()))
-        .or(api.and(warp::path("admin")).and(lifecycle_admin_routes(state)))
-        .unify();
+    let admin = api.and(warp::path("admin")).and(admin_routes(state));
     ops.or(products)
         .unify()
         .or(orders)
@@ -241,6 +237,7 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(admin)
         .and(body(&state))
         .then(admin::bulk_accounts);
+    let lifecycle = lifecycle_admin_routes(state);
     create
         .or(inspect)
         .unify()
@@ -251,6 +248,8 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(supervision)
         .unify()
         .or(bulk.map(respond))
+        .unify()
+        .or(lifecycle)
         .unify()
         .boxed()
 }

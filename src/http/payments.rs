@@ -134,24 +134,20 @@ pub async fn dead_letters(state: Arc<AppState>, _: Caller, query: LetterQuery) -
 /// Every dead letter the filter selects, as CSV.
 pub async fn dead_letters_csv(state: Arc<AppState>, _: Caller, query: LetterQuery) -> Result<Response, Problem> {
     let mut filter = query.filter(u32::MAX)?;
-    if query.limit.is_none() {
-        filter.limit = u32::MAX;
-    }
+    let mut left = if query.limit.is_some() { filter.limit } else { u32::MAX };
     let mut csv =
         String::from("id,kind,order_id,product_id,user_id,amount_cents,reason,attempts,created_at,reprocessed_at\n");
-    let mut page = LetterFilter { limit: filter.limit.min(MAX_PAGE), ..filter };
-    let mut left = filter.limit;
     while left > 0 {
+        let page = LetterFilter { limit: left.min(MAX_PAGE), ..filter };
         let letters = state.engine.dead_letters(page).await?;
         for letter in &letters {
             csv.push_str(&csv_row(letter));
         }
-        left = left.saturating_sub(letters.len() as u32);
+        left -= letters.len() as u32;
         match letters.last() {
-            Some(last) if letters.len() == page.limit as usize => page.after = Some(last.id),
+            Some(last) if letters.len() == page.limit as usize => filter.after = Some(last.id),
             _ => break,
         }
-        page.limit = page.limit.min(left.max(1));
     }
     let mut response = csv.into_response();
     let headers = response.headers_mut();

@@ -69,10 +69,10 @@ impl Engine {
                 (order, Ok(()))
             }
             ChargeResult::Failed => {
-                let order = self.order(payment.order_id, Some(payment.user_id)).await;
-                let order = order.map_err(|_| OrderStepError::Unavailable)?;
-                let order = order
-                    .filter(|order| order.user_id == payment.user_id && order.product_id == payment.product_id)
+                let order = self
+                    .catalog
+                    .order(payment.product_id, payment.user_id, payment.order_id, self.settings.purchase_timeout)
+                    .await?
                     .ok_or(OrderStepError::NotFound)?;
                 (order, Err(callback.reason.unwrap_or_else(|| "the provider reported the charge failed".into())))
             }

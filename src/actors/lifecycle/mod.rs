@@ -106,19 +106,14 @@ impl Job for Pay {
     /// Charges the order while it awaits payment; one that ended meanwhile is not charged.
     async fn attempt(&self, deps: &LifecycleDeps) -> Result<Tried, String> {
         let payment = &self.0;
-        let Some(handle) = deps.catalog.get(payment.product_id) else {
-            return Ok(Tried::Moot("no such product".into()));
-        };
-        let asked = handle
-            .shard_of(payment.user_id)
-            .call(|reply| ShardMsg::Order(payment.order_id, reply), Some(deps.settings.ask_timeout));
-        match asked.await {
-            Ok(ractor::rpc::CallResult::Success(Some(order))) if order.status() != OrderStatus::Reserved => {
+        let (catalog, timeout) = (&deps.catalog, deps.settings.ask_timeout);
+        let found = catalog.order(payment.product_id, payment.user_id, payment.order_id, timeout).await;
+        match found.map_err(|_| "the order's shard did not answer".to_owned())? {
+            None => return Ok(Tried::Moot("no such order".into())),
+            Some(order) if order.status() != OrderStatus::Reserved => {
                 return Ok(Tried::Moot(format!("the order is {}", order.status().as_str())));
             }
-            Ok(ractor::rpc::CallResult::Success(None)) => return Ok(Tried::Moot("no such order".into())),
-            Ok(ractor::rpc::CallResult::Success(Some(_))) => {}
-            _ => return Err("the order's shard did not answer".into()),
+            Some(_) => {}
         }
         deps.gateway.charge(payment).await.map(|()| Tried::Awaiting).map_err(|err| err.to_string())
     }

@@ -142,8 +142,9 @@ impl<J: Job> Actor for JobSupervisor<J> {
                     state.active.insert(order, Record { job, retries, worker: None });
                     state.spawn(&myself, order).await;
                 }
-                if let Some(reply) = reply {
-                    let _ = reply.send(state.view(order).expect("the job was just started or is under way"));
+                // The job was just started or is under way, so it has a view (no answer would read as unavailable).
+                if let (Some(reply), Some(view)) = (reply, state.view(order)) {
+                    let _ = reply.send(view);
                 }
             }
             JobMsg::Confirm { order, result } => {

@@ -56,6 +56,21 @@ impl Catalog {
 }
 
 impl Catalog {
+    /// `order` as the shard holding `user`'s orders of `product` knows it (`None` if it holds no such order).
+    pub async fn order(
+        &self,
+        product: ProductId,
+        user: UserId,
+        order: OrderId,
+        timeout: Duration,
+    ) -> Result<Option<Order>, ActRefusal> {
+        let Some(handle) = self.get(product) else { return Ok(None) };
+        match handle.shard_of(user).call(|reply| ShardMsg::Order(order, reply), Some(timeout)).await {
+            Ok(CallResult::Success(found)) => Ok(found.filter(|found| found.user_id == user)),
+            Ok(CallResult::Timeout | CallResult::SenderError) | Err(_) => Err(ActRefusal::Unavailable),
+        }
+    }
+
     /// Asks the shard holding `user`'s orders of `product` to do `act` to `order`; a shard that does not answer in
     /// `timeout` (or is restarting) is `Unavailable`.
     pub async fn act(
