@@ -2,16 +2,17 @@
 # The whole test suite, on a fresh machine: installs the packages it needs, starts PostgreSQL and Redis if they are
 # not running, installs (once) and starts a Kafka-protocol broker (tansu) of its own, then runs every test: unit,
 # property, HTTP integration on the embedded default, on PostgreSQL and on the production backends (PostgreSQL +
-# Kafka + Redis), kill -9 crash tests on each, and the outage tests. A server that cannot be started fails the run;
-# nothing is skipped.
+# Kafka + Redis), kill -9 crash tests on each, the outage tests, the WebSocket feeds and the pages in a headless
+# Chromium. A server that cannot be started fails the run; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
 need_packages=()
-# cmake and libcurl's headers build librdkafka for the Kafka journal (feature `kafka`).
-for package in pkg-config libsqlite3-dev libpq-dev redis-server cmake libcurl4-openssl-dev; do
+# cmake and libcurl's headers build librdkafka for the Kafka journal (feature `kafka`); chromium and its driver run
+# the browser tests of the pages.
+for package in pkg-config libsqlite3-dev libpq-dev redis-server cmake libcurl4-openssl-dev chromium chromium-driver; do
   dpkg -s "$package" >/dev/null 2>&1 || need_packages+=("$package")
 done
 if ((${#need_packages[@]})); then
@@ -61,7 +62,7 @@ for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/nul
   || { echo "tansu did not start on 127.0.0.1:$broker_port:" >&2; cat "$broker_dir/broker.log" >&2; exit 1; }
 export SECKILL_TEST_KAFKA_BROKERS="127.0.0.1:$broker_port"
 
-# The crowd tests hold a few thousand sockets open at once.
+# The crowd tests hold a few thousand sockets open at once, and the live test ten thousand WebSockets.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 log "cargo test"

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::accounts::{Accounts, AccountsError};
@@ -13,7 +13,7 @@ use crate::actors::{Engine, EngineError};
 use crate::config::{JournalBackend, PaymentProvider, Settings, SnapshotBackend};
 use crate::domain::{PlainPassword, Username, WebhookKey};
 use crate::gateway::{PaymentGateway, SimulatedGateway, SimulatorKnobs};
-use crate::http::{self, AppState, Tokens};
+use crate::http::{self, AppState, Live, Tokens};
 use crate::persistence::{
     Database, DbError, Journal, JournalError, KafkaConfig, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal,
     SqlSnapshots,
@@ -40,6 +40,8 @@ pub struct App {
     addr: SocketAddr,
     engine: Arc<Engine>,
     stop_serving: oneshot::Sender<()>,
+    /// Closes the live connections, which outlive the server's graceful shutdown otherwise.
+    closing: watch::Sender<bool>,
     server: JoinHandle<()>,
 }
 
@@ -62,6 +64,7 @@ impl App {
         ));
         let gateway = payment_gateway(settings, addr, Arc::clone(&webhook));
         let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, gateway, settings.engine()).await?);
+        let closing = watch::Sender::new(false);
         let state = AppState {
             engine: Arc::clone(&engine),
             accounts,
@@ -73,13 +76,14 @@ impl App {
             default_payment_window: settings.sale.payment_window_secs,
             body_limit: settings.server.body_limit_bytes,
             webhook,
+            live: Arc::new(Live::new(&settings.live, closing.subscribe())),
         };
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(http::serve(listener, http::routes(state), async move {
             let _ = stopped.await;
         }));
         tracing::info!(%addr, "seckill listening");
-        Ok(Self { addr, engine, stop_serving, server })
+        Ok(Self { addr, engine, stop_serving, closing, server })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -88,6 +92,7 @@ impl App {
 
     /// Stops taking requests, lets open ones finish, flushes the journal and snapshots every product.
     pub async fn stop(self) {
+        self.closing.send_replace(true);
         let _ = self.stop_serving.send(());
         let _ = self.server.await;
         self.engine.shutdown().await;

@@ -23,6 +23,7 @@ pub struct Settings {
     pub supervision: SupervisionSettings,
     pub payments: PaymentSettings,
     pub compensation: CompensationSettings,
+    pub live: LiveSettings,
     pub auth: AuthSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
@@ -119,6 +120,18 @@ pub struct SaleSettings {
     pub payment_window_secs: PaymentWindow,
     pub purchase_timeout_ms: u64,
     pub default_shards: u32,
+}
+
+/// The WebSocket feeds (`/ws/stock`, `/ws/orders`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LiveSettings {
+    pub max_stock_subscribers: usize,
+    pub max_order_subscribers: usize,
+    pub max_products_per_subscriber: usize,
+    pub stock_interval_ms: u64,
+    pub heartbeat_secs: u64,
+    pub ping_secs: u64,
+    pub send_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -300,6 +313,7 @@ impl Settings {
             callback_timeout: Duration::from_millis(self.payments.callback_timeout_ms),
             refund_waits: self.compensation.retry_waits().unwrap_or_default(),
             alert_webhook: (!alert.is_empty()).then(|| alert.to_owned()),
+            stock_interval: Duration::from_millis(self.live.stock_interval_ms.max(1)),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 
+use super::inspect::{ActorKind, InspectReply, Meter, Report};
 use super::journal::{Appender, JournalWriter, WriterArgs, WriterMsg};
 use super::lifecycle::{
     CompensationSupervisor, JobLink, JobSupervisorArgs, LifecycleDeps, Pay, PaymentSupervisor, Refund,
@@ -71,6 +72,7 @@ pub struct RootState {
     payments: Option<ActorCell>,
     children: HashMap<ActorId, Child>,
     restarts: Restarts<Child>,
+    meter: Arc<Meter>,
 }
 
 /// How the root's children are doing.
@@ -94,6 +96,7 @@ pub enum RootMsg {
     /// The product supervisor's restarts.
     ProductSupervision(RpcReplyPort<SupervisorView>),
     ProjectorStatus(RpcReplyPort<ProjectorStatus>),
+    Inspect(InspectReply),
 }
 
 impl Actor for RootSupervisor {
@@ -112,6 +115,7 @@ impl Actor for RootSupervisor {
             payments: None,
             children: HashMap::new(),
             restarts,
+            meter: Arc::default(),
         };
         // Compensation runs before the products recover, so that the refunds their shards find have somewhere to go.
         for child in
@@ -133,6 +137,7 @@ impl Actor for RootSupervisor {
         message: RootMsg,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
+        state.meter.handled();
         match message {
             RootMsg::Start(child) => {
                 if let Err(err) = state.start(&myself, child).await {
@@ -169,6 +174,11 @@ impl Actor for RootSupervisor {
                 if let Some(projector) = &state.projector {
                     projector.cast(ProjectorMsg::Status(reply))?;
                 }
+            }
+            RootMsg::Inspect(reply) => {
+                let details = serde_json::json!({ "restarts": state.restarts.total() });
+                let children = state.children.iter().map(|(id, child)| (*id, state.restarts.of(child))).collect();
+                let _ = reply.send(Report::new(ActorKind::Root, &state.meter, details).supervising(children));
             }
         }
         Ok(())

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::Serialize;
 
+use super::inspect::ChildRestarts;
+
 /// Delays of `min(cap, base · factor^attempt) · (1 + r · jitter)` for a random `r` in `[0, 1)`, so that children
 /// failing together do not retry together; at most `max_restarts` restarts of one child within `window`, and a clean
 /// slate for a child that has run `reset_after` without failing.
@@ -135,6 +137,14 @@ impl<K: Hash + Eq + Display> Restarts<K> {
         record.restarts += 1;
         record.last_delay = policy.delay(record.budget.attempts().saturating_sub(1));
         Ok(record.last_delay)
+    }
+
+    /// `child`'s restarts and the delay before the latest, for the live tree.
+    pub fn of(&self, child: &K) -> ChildRestarts {
+        self.children.get(child).map_or_else(ChildRestarts::default, |record| ChildRestarts {
+            restarts: record.restarts,
+            backoff_ms: Some(record.last_delay.as_millis() as u64),
+        })
     }
 
     /// Restarts made since start.

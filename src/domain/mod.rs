@@ -6,6 +6,7 @@ mod dead_letter;
 mod events;
 mod ids;
 mod lifecycle;
+mod live;
 mod order;
 mod parse;
 mod payment;
@@ -18,6 +19,7 @@ pub use dead_letter::{Attempt, DeadLetter, JobKind, LetterFilter, LetterStatus, 
 pub use events::{EventError, JournalEvent, OrderStep, Recorded, Reservation, Revoked, Voided};
 pub use ids::{DeadLetterId, IdempotencyKey, OrderId, Position, ProductId, UserId};
 pub use lifecycle::{Decision, OrderLife, OrderStatus, Refund, Step, StepAt, Timeline};
+pub use live::{Change, LiveStock, OrderChange, SaleState};
 pub use order::{Order, OrderSteps, StockSnapshot};
 pub use parse::ParseError;
 pub use payment::{CallbackRefusal, ChargeResult, PaymentCallback, PaymentOrder, WebhookKey};

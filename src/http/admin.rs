@@ -13,8 +13,10 @@ use super::extract::segment;
 use super::problem::Problem;
 use super::AppState;
 use crate::accounts::AccountsError;
+use crate::actors::KillError;
 use crate::domain::{
-    PaymentWindow, PerUserLimit, ProductDraft, ProductId, Role, SaleWindow, ShardCount, StockLevel, Timestamp, Username,
+    PaymentWindow, PerUserLimit, ProductDraft, ProductId, Role, SaleState, SaleWindow, ShardCount, StockLevel,
+    Timestamp, Username,
 };
 
 /// How long a sale lasts when the admin gives no end.
@@ -75,6 +77,48 @@ pub async fn projector(state: Arc<AppState>, _: Caller) -> Result<Response, Prob
 /// Every supervisor's restarts: per child, its restarts, failures counted against its budget, the latest delay.
 pub async fn supervision(state: Arc<AppState>, _: Caller) -> Result<Response, Problem> {
     Ok(warp::reply::json(&state.engine.supervision().await?).into_response())
+}
+
+/// The running actor tree, from the root down.
+pub async fn actors(state: Arc<AppState>, _: Caller) -> Result<Response, Problem> {
+    Ok(warp::reply::json(&state.engine.actors().await).into_response())
+}
+
+/// One running actor and those it supervises.
+pub async fn actor(state: Arc<AppState>, id: String, _: Caller) -> Result<Response, Problem> {
+    let id = actor_id(&id)?;
+    let node = state.engine.actor(id).await.ok_or_else(|| Problem::not_found(format!("no actor {id} runs")))?;
+    Ok(warp::reply::json(&node).into_response())
+}
+
+/// Kills an actor as a crash would; its supervisor restarts it (a shard restarts with its product).
+pub async fn kill_actor(state: Arc<AppState>, id: String, _: Caller) -> Result<Response, Problem> {
+    let id = actor_id(&id)?;
+    match state.engine.kill_actor(id) {
+        Ok(()) => {
+            let body = serde_json::json!({ "killed": id });
+            Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response())
+        }
+        Err(KillError::NotFound) => Err(Problem::not_found(format!("no actor {id} runs"))),
+        Err(err @ KillError::Root) => Err(Problem::new(StatusCode::CONFLICT, "ACTOR_NOT_KILLABLE", err.to_string())),
+    }
+}
+
+/// Opens, pauses or drains a product's sale.
+pub async fn switch_sale(state: Arc<AppState>, id: String, sale: SaleState, _: Caller) -> Result<Response, Problem> {
+    let id: ProductId = segment(&id)?;
+    let sale = state.engine.switch_sale(id, sale).await?;
+    Ok(warp::reply::json(&serde_json::json!({ "product_id": id, "sale": sale })).into_response())
+}
+
+/// An actor id as the tree shows it: a plain decimal number.
+fn actor_id(text: &str) -> Result<u64, Problem> {
+    let canonical =
+        !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
+    canonical
+        .then(|| text.parse().ok())
+        .flatten()
+        .ok_or_else(|| Problem::invalid("an actor id is a decimal number, as the tree shows it").with("field", "id"))
 }
 
 #[derive(Deserialize)]

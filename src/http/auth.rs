@@ -81,6 +81,35 @@ pub fn caller(tokens: Arc<Tokens>) -> impl Filter<Extract = (Caller,), Error = R
     })
 }
 
+/// The caller of a WebSocket: `Authorization: Bearer <token>`, or for a browser (which cannot set headers on a
+/// WebSocket) the subprotocols `seckill.bearer, <token>`; with whether the subprotocol carried it (the answer must
+/// then name the subprotocol).
+pub fn live_caller(tokens: Arc<Tokens>) -> impl Filter<Extract = ((Caller, bool),), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("sec-websocket-protocol"))
+        .and_then(move |header: Option<String>, protocols: Option<String>| {
+            let tokens = Arc::clone(&tokens);
+            async move {
+                let from_header =
+                    header.as_deref().and_then(|header| header.strip_prefix("Bearer ")).map(|t| (t, false));
+                let from_protocol = protocols.as_deref().and_then(|protocols| {
+                    let mut offered = protocols.split(',').map(str::trim);
+                    (offered.next() == Some(super::live::BEARER_PROTOCOL)).then(|| offered.next()).flatten()
+                });
+                let (token, by_protocol) =
+                    from_header.or(from_protocol.map(|token| (token, true))).ok_or_else(|| {
+                        Problem::unauthorized(
+                            "send Authorization: Bearer <token>, or the subprotocols seckill.bearer, <token>",
+                        )
+                    })?;
+                let caller = tokens
+                    .verify(token.trim())
+                    .ok_or_else(|| warp::reject::custom(Problem::unauthorized("the token is invalid or expired")))?;
+                Ok::<_, Rejection>((caller, by_protocol))
+            }
+        })
+}
+
 /// Like `caller`, but only for admins (403 for anyone else).
 pub fn admin(tokens: Arc<Tokens>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     caller(tokens).and_then(|caller: Caller| async move {

@@ -6,8 +6,10 @@ mod admin;
 mod auth;
 mod extract;
 mod jwt;
+mod live;
 mod ops;
 mod orders;
+mod pages;
 mod payments;
 mod problem;
 mod sales;
@@ -22,11 +24,12 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 pub use auth::Tokens;
+pub use live::Live;
 pub use problem::Problem;
 
 use crate::accounts::Accounts;
 use crate::actors::Engine;
-use crate::domain::{PaymentWindow, ShardCount, WebhookKey};
+use crate::domain::{PaymentWindow, SaleState, ShardCount, WebhookKey};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -39,6 +42,7 @@ pub struct AppState {
     pub body_limit: u64,
     /// The secret shared with the payment provider, for its callbacks.
     pub webhook: Arc<WebhookKey>,
+    pub live: Arc<Live>,
 }
 
 /// Every route of the service. Handlers share one `AppState` behind an `Arc`: cloning it for each request is one
@@ -53,7 +57,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let products = api.and(warp::path("products")).and(product_routes(state.clone()));
     let orders = api.and(warp::path("orders")).and(order_routes(state.clone()));
     let callback = api.and(warp::path!("payments" / "callback")).and(callback_route(state.clone()));
-    let admin = api.and(warp::path("admin")).and(admin_routes(state));
+    let admin = api.and(warp::path("admin")).and(admin_routes(state.clone()));
+    let live = live_routes(state);
     ops.or(products)
         .unify()
         .or(orders)
@@ -64,6 +69,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(admin)
         .unify()
+        .or(live)
+        .unify()
+        .or(page_routes())
+        .unify()
         .recover(problem::recover)
         .unify()
         .boxed()
@@ -73,6 +82,32 @@ fn ops_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let healthz = warp::path!("healthz").and(warp::get()).then(ops::healthz).map(respond);
     let readyz = warp::path!("readyz").and(warp::get()).and(with(state)).then(ops::readyz).map(respond);
     healthz.or(readyz).unify().boxed()
+}
+
+fn live_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let query = warp::query::raw().map(Some).or(warp::any().map(|| None)).unify();
+    let stock = warp::path!("ws" / "stock")
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(live::handshake())
+        .and(query)
+        .then(live::stock)
+        .map(respond);
+    let orders = warp::path!("ws" / "orders")
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(live::handshake())
+        .and(auth::live_caller(Arc::clone(&state.tokens)))
+        .then(|state, ws, (caller, by_protocol)| live::orders(state, ws, caller, by_protocol))
+        .map(respond);
+    stock.or(orders).unify().boxed()
+}
+
+fn page_routes() -> BoxedFilter<(Response,)> {
+    let storefront = warp::path::end().and(warp::get()).then(pages::storefront);
+    let admin = warp::path!("admin").and(warp::get()).then(pages::admin);
+    let asset = warp::path!("assets" / String).and(warp::get()).then(pages::asset).map(respond);
+    storefront.or(admin).unify().or(asset).unify().boxed()
 }
 
 fn auth_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
@@ -237,7 +272,8 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(admin)
         .and(body(&state))
         .then(admin::bulk_accounts);
-    let lifecycle = lifecycle_admin_routes(state);
+    let lifecycle = lifecycle_admin_routes(state.clone());
+    let live = live_admin_routes(state);
     create
         .or(inspect)
         .unify()
@@ -251,7 +287,41 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(lifecycle)
         .unify()
+        .or(live)
+        .unify()
         .boxed()
+}
+
+/// The running actors, and the admin's hand on them and on a sale.
+fn live_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let admin = auth::admin(Arc::clone(&state.tokens));
+    let tree = warp::path!("actors").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::actors);
+    let one = warp::path!("actors" / String)
+        .and(warp::get())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(|id, state, caller| admin::actor(state, id, caller));
+    let kill = warp::path!("actors" / String / "kill")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(|id, state, caller| admin::kill_actor(state, id, caller));
+    let switch = warp::path!("products" / String / String)
+        .and(warp::post())
+        .and_then(|id: String, action: String| async move {
+            let sale = match action.as_str() {
+                "pause" => SaleState::Paused,
+                "resume" => SaleState::Open,
+                "drain" => SaleState::Draining,
+                _ => return Err(warp::reject::not_found()),
+            };
+            Ok((id, sale))
+        })
+        .untuple_one()
+        .and(with(state))
+        .and(admin)
+        .then(|id, sale, state, caller| admin::switch_sale(state, id, sale, caller));
+    tree.or(one).unify().or(kill).unify().or(switch).unify().map(respond).boxed()
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then lets open requests finish.

@@ -59,9 +59,12 @@ impl Problem {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        let mut problem = Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", detail);
-        problem.retry_after_secs = Some(1);
-        problem
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", detail).retry_after(1)
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     /// A failure of our own backends: logged in full here, described only vaguely to the client.
@@ -107,6 +110,8 @@ impl From<PurchaseError> for Problem {
             PurchaseError::NotFound => Problem::not_found("no such product"),
             PurchaseError::NotStarted { starts_at } => conflict("SALE_NOT_STARTED").with("starts_at", starts_at),
             PurchaseError::Ended => conflict("SALE_ENDED"),
+            PurchaseError::SalePaused => conflict("SALE_PAUSED"),
+            PurchaseError::SaleDraining => conflict("SALE_DRAINING"),
             PurchaseError::SoldOut => conflict("SOLD_OUT"),
             PurchaseError::InsufficientStock { available } => {
                 conflict("INSUFFICIENT_STOCK").with("available", available)

@@ -27,6 +27,11 @@ impl Server {
         .await;
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Kills it the hard way, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

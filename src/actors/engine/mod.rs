@@ -3,6 +3,7 @@
 //! modules: `purchase` routes a purchase straight to the buyer's shard, `order_steps` carries a buyer's request
 //! about an order to the shard holding it, `reads` finds orders, `views` shows products as buyers and admins see them.
 
+mod live;
 mod order_steps;
 mod payments;
 mod purchase;
@@ -18,12 +19,14 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, ActorStatus};
 
+pub use self::live::{KillError, StockFeed};
 pub use self::order_steps::OrderStepError;
 pub use self::payments::{PaymentStatus, ReprocessError};
 pub use self::purchase::PurchaseError;
 pub use self::views::{AdminView, ProductSummary, SnapshotHealth};
 use super::journal::Appender;
 use super::lifecycle::{DeadLetterOffice, JobLink, LifecycleDeps, LifecycleSettings, Pay, Refund};
+use super::live::OrderFeed;
 use super::orders::projector::ProjectorLink;
 use super::root::{RootArgs, RootMsg, RootSupervisor};
 use super::sale::catalog::Catalog;
@@ -50,6 +53,8 @@ pub struct EngineSettings {
     pub refund_waits: Vec<Duration>,
     /// Called with each dead letter, if set.
     pub alert_webhook: Option<String>,
+    /// How often each product publishes its live stock, at most.
+    pub stock_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +80,7 @@ pub struct Engine {
     lifecycle: Arc<LifecycleDeps>,
     payments: Arc<JobLink<Pay>>,
     refunds: Arc<JobLink<Refund>>,
+    orders: Arc<OrderFeed>,
 }
 
 impl Engine {
@@ -87,6 +93,7 @@ impl Engine {
         settings: EngineSettings,
     ) -> Result<Self, EngineError> {
         let appender = Appender::new();
+        let orders = OrderFeed::start();
         let catalog = Arc::new(Catalog::default());
         let (payments, refunds) = (Arc::new(JobLink::default()), Arc::new(JobLink::default()));
         let office = DeadLetterOffice::new(
@@ -114,6 +121,8 @@ impl Engine {
             snapshot_policy: settings.snapshots,
             snapshot_failures: AtomicU64::new(0),
             refunds: Arc::clone(&refunds),
+            orders: Arc::clone(&orders),
+            stock_interval: settings.stock_interval,
         });
         let projection = Arc::clone(&journal.projection);
         let args = RootArgs {
@@ -130,7 +139,7 @@ impl Engine {
         };
         let (root, _) =
             Actor::spawn(None, RootSupervisor, args).await.map_err(|err| EngineError::Actors(err.to_string()))?;
-        Ok(Self { db, deps, catalog, appender, projection, root, settings, lifecycle, payments, refunds })
+        Ok(Self { db, deps, catalog, appender, projection, root, settings, lifecycle, payments, refunds, orders })
     }
 
     /// Whether the whole tree runs, the journal writer takes appends, and the database answers.

@@ -1,4 +1,4 @@
-//! Purchase routing: the sale window and the sold-out flag are checked from memory, then the purchase goes straight
+//! Purchase routing: the sale window, the admin's switch and the sold-out flag are checked from memory, then the purchase goes straight
 //! to the buyer's shard — no other actor is involved.
 
 use ractor::rpc::CallResult;
@@ -6,7 +6,7 @@ use ractor::rpc::CallResult;
 use super::Engine;
 use crate::actors::sale::shard::book::{PurchaseRequest, Receipt, Refusal};
 use crate::actors::sale::shard::ShardMsg;
-use crate::domain::{IdempotencyKey, ProductId, Quantity, SalePhase, Timestamp, UserId};
+use crate::domain::{IdempotencyKey, ProductId, Quantity, SalePhase, SaleState, Timestamp, UserId};
 
 /// Why a purchase was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +17,10 @@ pub enum PurchaseError {
     NotStarted { starts_at: Timestamp },
     #[error("the sale has ended")]
     Ended,
+    #[error("the sale is paused")]
+    SalePaused,
+    #[error("the sale is draining: it takes no new purchases")]
+    SaleDraining,
     #[error("sold out")]
     SoldOut,
     #[error("only {available} units left")]
@@ -52,6 +56,11 @@ impl Engine {
             SalePhase::Upcoming => return Err(PurchaseError::NotStarted { starts_at: window.starts_at() }),
             SalePhase::Ended => return Err(PurchaseError::Ended),
             SalePhase::Open => {}
+        }
+        match handle.live.sale() {
+            SaleState::Open => {}
+            SaleState::Paused => return Err(PurchaseError::SalePaused),
+            SaleState::Draining => return Err(PurchaseError::SaleDraining),
         }
         // A retried request must still find its order, so only key-less requests take the shortcut.
         if key.is_none() && handle.gauges.is_sold_out() {

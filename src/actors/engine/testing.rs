@@ -88,6 +88,7 @@ pub fn settings() -> EngineSettings {
         callback_timeout: Duration::from_secs(2),
         refund_waits: vec![Duration::from_millis(20), Duration::from_millis(40)],
         alert_webhook: None,
+        stock_interval: Duration::from_millis(20),
     }
 }
 

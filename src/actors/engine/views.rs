@@ -85,7 +85,7 @@ impl Engine {
 
     pub async fn inspect(&self, id: ProductId) -> Result<AdminView, EngineError> {
         let handle = self.catalog.get(id).ok_or(EngineError::NotFound)?;
-        let inspection: Inspection = ask(&handle.actor, ProductMsg::Inspect).await?;
+        let inspection: Inspection = ask(&handle.actor, ProductMsg::Count).await?;
         let in_flight = inspection.shards.iter().map(|s| s.in_flight).sum();
         let reserved = inspection.shards.iter().map(|s| s.reserved).sum();
         let paid = inspection.shards.iter().map(|s| s.paid).sum();

@@ -130,6 +130,11 @@ impl Appender {
         })
     }
 
+    /// Appends (and flushes) handed in that the committer has not taken yet.
+    pub fn waiting(&self) -> usize {
+        self.line.sender.load().len()
+    }
+
     /// Whether a committer is running and takes appends.
     pub fn is_running(&self) -> bool {
         self.line.running.load(Ordering::Acquire)

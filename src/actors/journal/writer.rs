@@ -9,6 +9,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::committer::{Appender, CommitListener, CommitterConfig};
+use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
 use crate::persistence::JournalAppend;
 
 pub struct JournalWriter;
@@ -24,11 +25,15 @@ pub struct WriterArgs {
 
 pub struct WriterState {
     appender: Appender,
+    meter: Arc<Meter>,
 }
 
 pub enum WriterMsg {
     /// The committer thread ended.
-    CommitterStopped { died: bool },
+    CommitterStopped {
+        died: bool,
+    },
+    Inspect(InspectReply),
 }
 
 impl Actor for JournalWriter {
@@ -48,18 +53,27 @@ impl Actor for JournalWriter {
                 let _ = myself.cast(WriterMsg::CommitterStopped { died });
             })
             .await?;
-        Ok(WriterState { appender })
+        Ok(WriterState { appender, meter: Arc::default() })
     }
 
     async fn handle(
         &self,
         _: ActorRef<WriterMsg>,
         message: WriterMsg,
-        _: &mut WriterState,
+        state: &mut WriterState,
     ) -> Result<(), ActorProcessingErr> {
-        let WriterMsg::CommitterStopped { died } = message;
-        let how = if died { "died" } else { "stopped" };
-        Err(format!("the journal committer {how} while its writer ran").into())
+        state.meter.handled();
+        match message {
+            WriterMsg::CommitterStopped { died } => {
+                let how = if died { "died" } else { "stopped" };
+                Err(format!("the journal committer {how} while its writer ran").into())
+            }
+            WriterMsg::Inspect(reply) => {
+                let details = serde_json::json!({ "appends_waiting": state.appender.waiting() });
+                let _ = reply.send(Report::new(ActorKind::JournalWriter, &state.meter, details));
+                Ok(())
+            }
+        }
     }
 }
 

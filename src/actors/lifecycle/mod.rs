@@ -23,6 +23,7 @@ pub use self::office::DeadLetterOffice;
 pub use self::retry::JobState;
 use self::retry::Schedule;
 pub use self::supervisor::{JobMsg, JobSupervisor, JobSupervisorArgs, JobView, JobsView};
+pub use self::worker::WorkerMsg;
 use super::sale::catalog::Catalog;
 use super::sale::shard::book::{ActRefusal, OrderAct};
 use super::sale::shard::ShardMsg;

@@ -16,6 +16,7 @@ use super::link::JobLink;
 use super::retry::{JobState, Next, Retries};
 use super::worker::{JobWorker, WorkerArgs, WorkerMsg};
 use super::{Job, LifecycleDeps};
+use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
 use crate::actors::supervision::{BackoffPolicy, Restarts, SupervisorView};
 use crate::domain::{Attempt, JobKind, NewDeadLetter, OrderId, PaymentOrder};
 
@@ -79,6 +80,7 @@ pub enum JobMsg<J: Job> {
         reply: RpcReplyPort<Option<JobView>>,
     },
     List(RpcReplyPort<JobsView>),
+    Inspect(InspectReply),
 }
 
 struct Record<J> {
@@ -94,6 +96,7 @@ pub struct SupervisorState<J: Job> {
     workers: HashMap<ActorId, OrderId>,
     finished: VecDeque<JobView>,
     restarts: Restarts<OrderId>,
+    meter: Arc<Meter>,
 }
 
 impl<J: Job> Actor for JobSupervisor<J> {
@@ -115,6 +118,7 @@ impl<J: Job> Actor for JobSupervisor<J> {
             workers: HashMap::new(),
             finished: VecDeque::new(),
             restarts: Restarts::new(args.policy),
+            meter: Arc::default(),
         })
     }
 
@@ -134,6 +138,7 @@ impl<J: Job> Actor for JobSupervisor<J> {
         message: JobMsg<J>,
         state: &mut SupervisorState<J>,
     ) -> Result<(), ActorProcessingErr> {
+        state.meter.handled();
         match message {
             JobMsg::Start { job, reply } => {
                 let order = job.payment().order_id;
@@ -178,6 +183,16 @@ impl<J: Job> Actor for JobSupervisor<J> {
                 let supervision = state.restarts.view(Instant::now());
                 let _ = reply.send(JobsView { active: state.active.len(), jobs, supervision });
             }
+            JobMsg::Inspect(reply) => {
+                let details = serde_json::json!({
+                    "active": state.active.len(),
+                    "finished": state.finished.len(),
+                    "restarts": state.restarts.total(),
+                });
+                let children = state.workers.iter().map(|(id, order)| (*id, state.restarts.of(order))).collect();
+                let report = Report::new(supervisor_kind(J::KIND), &state.meter, details).supervising(children);
+                let _ = reply.send(report);
+            }
         }
         Ok(())
     }
@@ -217,6 +232,7 @@ impl<J: Job> SupervisorState<J> {
             retries: record.retries.clone(),
             deps: Arc::clone(&self.deps),
             supervisor: myself.clone(),
+            meter: Arc::default(),
         };
         match Actor::spawn_linked(None, JobWorker::<J>::default(), args, myself.get_cell()).await {
             Ok((worker, _)) => {
@@ -289,10 +305,23 @@ impl<J: Job> SupervisorState<J> {
 }
 
 fn view_of<J: Job>(record: &Record<J>) -> JobView {
-    JobView {
-        kind: J::KIND,
-        payment: *record.job.payment(),
-        state: record.retries.state(),
-        attempts: record.retries.attempts().to_vec(),
+    JobView::of(&record.job, &record.retries)
+}
+
+impl JobView {
+    pub fn of<J: Job>(job: &J, retries: &Retries) -> Self {
+        JobView {
+            kind: J::KIND,
+            payment: *job.payment(),
+            state: retries.state(),
+            attempts: retries.attempts().to_vec(),
+        }
+    }
+}
+
+fn supervisor_kind(kind: JobKind) -> ActorKind {
+    match kind {
+        JobKind::Payment => ActorKind::PaymentSupervisor,
+        JobKind::Refund => ActorKind::CompensationSupervisor,
     }
 }

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::retry::{Next, Retries};
-use super::supervisor::JobMsg;
+use super::supervisor::{JobMsg, JobView};
 use super::{Job, LifecycleDeps, Tried};
-use crate::domain::Timestamp;
+use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
+use crate::domain::{JobKind, Timestamp};
 
 pub struct JobWorker<J>(PhantomData<fn() -> J>);
 
@@ -28,6 +29,7 @@ pub struct WorkerArgs<J: Job> {
     pub retries: Retries,
     pub deps: Arc<LifecycleDeps>,
     pub supervisor: ActorRef<JobMsg<J>>,
+    pub meter: Arc<Meter>,
 }
 
 pub enum WorkerMsg {
@@ -36,6 +38,7 @@ pub enum WorkerMsg {
     Confirmed(Result<(), String>),
     /// The callback timeout of this attempt ran out.
     Silent(u32),
+    Inspect(InspectReply),
 }
 
 impl<J: Job> Actor for JobWorker<J> {
@@ -58,6 +61,16 @@ impl<J: Job> Actor for JobWorker<J> {
         message: WorkerMsg,
         state: &mut WorkerArgs<J>,
     ) -> Result<(), ActorProcessingErr> {
+        state.meter.handled();
+        if let WorkerMsg::Inspect(reply) = message {
+            let details = serde_json::to_value(JobView::of(&state.job, &state.retries)).unwrap_or_default();
+            let kind = match J::KIND {
+                JobKind::Payment => ActorKind::PaymentAttempt,
+                JobKind::Refund => ActorKind::Compensation,
+            };
+            let _ = reply.send(Report::new(kind, &state.meter, details));
+            return Ok(());
+        }
         if state.retries.is_over() {
             return Ok(());
         }
@@ -84,7 +97,7 @@ impl<J: Job> Actor for JobWorker<J> {
                     format!("the provider accepted the charge but did not call back within {waited} ms"),
                 );
             }
-            WorkerMsg::Confirmed(Err(_)) | WorkerMsg::Silent(_) => return Ok(()),
+            WorkerMsg::Confirmed(Err(_)) | WorkerMsg::Silent(_) | WorkerMsg::Inspect(_) => return Ok(()),
         }
         state.report();
         if state.retries.is_over() {

@@ -2,8 +2,8 @@
 //! addresses and its gauges, so "sold out" and live stock are answered from memory and a purchase goes straight to
 //! its shard. The product supervisor publishes a product each time it (re)starts one.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
@@ -13,6 +13,7 @@ use super::gauges::Gauges;
 use super::product::ProductMsg;
 use super::shard::book::{ActRefusal, OrderAct, OrderRequest};
 use super::shard::ShardMsg;
+use crate::actors::live::ProductLive;
 use crate::domain::{Order, OrderId, Product, ProductId, UserId};
 
 /// One running product.
@@ -21,6 +22,8 @@ pub struct ProductHandle {
     pub actor: ActorRef<ProductMsg>,
     pub shards: Vec<ActorRef<ShardMsg>>,
     pub gauges: Arc<Gauges>,
+    /// The product's live stock feed and sale switch, the same across its restarts.
+    pub live: Arc<ProductLive>,
 }
 
 impl ProductHandle {
@@ -33,6 +36,8 @@ impl ProductHandle {
 #[derive(Default)]
 pub struct Catalog {
     products: RwLock<BTreeMap<ProductId, Arc<ProductHandle>>>,
+    /// Each product's feed and sale switch, kept across the restarts of its actors and of their supervisor.
+    live: Mutex<HashMap<ProductId, Arc<ProductLive>>>,
 }
 
 impl Catalog {
@@ -48,6 +53,12 @@ impl Catalog {
     pub fn publish(&self, handle: ProductHandle) {
         let mut products = self.products.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         products.insert(handle.product.id, Arc::new(handle));
+    }
+
+    /// `id`'s feed and switch, made the first time a product of that id starts.
+    pub fn live_of(&self, id: ProductId) -> Arc<ProductLive> {
+        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(live.entry(id).or_default())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ProductId, Arc<ProductHandle>>> {

@@ -15,7 +15,9 @@ use super::product::book::{Command, ProductBook};
 use super::shard::book::{
     ActOutcome, ActRefusal, Effect, OrderAct, OrderRequest, Outcome, PurchaseRequest, Refusal, ShardBook,
 };
-use crate::domain::{IdempotencyKey, OrderId, OrderStatus, Position, ProductId, Quantity, Refund, Timestamp, UserId};
+use crate::domain::{
+    Change, IdempotencyKey, OrderId, OrderStatus, Position, ProductId, Quantity, Refund, Timestamp, UserId,
+};
 
 /// How long a buyer has to pay, in the model's clock.
 const PAY_WITHIN: Duration = Duration::from_secs(60);
@@ -88,6 +90,8 @@ struct Model {
     requests: HashMap<u64, (UserId, Option<IdempotencyKey>)>,
     answers: HashMap<u64, Outcome>,
     accepted_orders: HashSet<OrderId>,
+    /// What each order's buyer was told of it, in order.
+    told: HashMap<OrderId, Vec<(UserId, Change)>>,
     /// Accepted orders of each buyer, in the order they were told.
     orders_of_user: HashMap<UserId, Vec<OrderId>>,
     held_by_user: HashMap<UserId, u32>,
@@ -122,6 +126,7 @@ impl Model {
             requests: HashMap::new(),
             answers: HashMap::new(),
             accepted_orders: HashSet::new(),
+            told: HashMap::new(),
             orders_of_user: HashMap::new(),
             held_by_user: HashMap::new(),
             order_of_key: HashMap::new(),
@@ -289,6 +294,13 @@ impl Model {
                 // Compensation refunds at once, in the model.
                 Effect::RefundDue(reservation) => {
                     self.act(reservation.user_id, reservation.order_id, OrderAct::Refunded)
+                }
+                Effect::Changed(change) => {
+                    let told = self.told.entry(change.order_id).or_default();
+                    let first = change.change == Change::Reserved;
+                    assert_eq!(told.is_empty(), first, "a buyer hears of the reservation first, once: {told:?}");
+                    assert!(!told.contains(&(change.user_id, change.change)), "{:?} told twice", change.change);
+                    told.push((change.user_id, change.change));
                 }
             }
         }
@@ -471,5 +483,16 @@ proptest! {
         }
         let unpaid = orders.iter().filter(|order| order.status() == OrderStatus::Released).count();
         prop_assert_eq!(model.released.len(), unpaid);
+        // Each buyer was told every step of their own order, and only of their own.
+        for order in &orders {
+            let told: Vec<_> = model.told[&order.order_id].iter().map(|(user, change)| {
+                assert_eq!(*user, order.user_id);
+                *change
+            }).collect();
+            let steps: Vec<_> = std::iter::once(Change::Reserved)
+                .chain(order.timeline.steps().iter().map(|step| Change::Step(step.step)))
+                .collect();
+            prop_assert_eq!(told, steps);
+        }
     }
 }

@@ -12,6 +12,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use super::catalog::{Catalog, ProductHandle};
 use super::gauges::Gauges;
 use super::product::{ProductActor, ProductArgs, ProductDeps, ProductMsg};
+use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
 use crate::actors::supervision::{BackoffPolicy, Restarts, SupervisorView};
 use crate::domain::{Product, ProductDraft, ProductId};
 use crate::persistence::{Database, DbError};
@@ -31,6 +32,7 @@ pub struct SupervisorState {
     db: Database,
     children: HashMap<ActorId, Product>,
     restarts: Restarts<ProductId>,
+    meter: Arc<Meter>,
 }
 
 pub type CreateReply = RpcReplyPort<Result<Product, String>>;
@@ -40,6 +42,7 @@ pub enum SupervisorMsg {
     Stored { result: Result<Product, DbError>, reply: CreateReply },
     Start(Product),
     Restarts(RpcReplyPort<SupervisorView>),
+    Inspect(InspectReply),
 }
 
 impl Actor for ProductSupervisor {
@@ -59,6 +62,7 @@ impl Actor for ProductSupervisor {
             db: args.db,
             children: HashMap::new(),
             restarts: Restarts::new(args.policy),
+            meter: Arc::default(),
         };
         // Recover every product before the engine answers anyone: a product that exists must never look missing.
         for product in products {
@@ -84,6 +88,7 @@ impl Actor for ProductSupervisor {
         message: SupervisorMsg,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
+        state.meter.handled();
         match message {
             SupervisorMsg::Create { draft, reply } => {
                 let (db, myself) = (state.db.clone(), myself.clone());
@@ -106,6 +111,18 @@ impl Actor for ProductSupervisor {
             }
             SupervisorMsg::Restarts(reply) => {
                 let _ = reply.send(state.restarts.view(Instant::now()));
+            }
+            SupervisorMsg::Inspect(reply) => {
+                let view = state.restarts.view(Instant::now());
+                let details = serde_json::json!({
+                    "products": state.children.len(),
+                    "restarts": view.restarts,
+                    "gave_up": view.gave_up,
+                });
+                let children =
+                    state.children.iter().map(|(id, product)| (*id, state.restarts.of(&product.id))).collect();
+                let report = Report::new(ActorKind::ProductSupervisor, &state.meter, details).supervising(children);
+                let _ = reply.send(report);
             }
         }
         Ok(())
@@ -138,12 +155,18 @@ impl SupervisorState {
     /// Starts `product`'s actor (which recovers it) and publishes it.
     async fn start(&mut self, myself: &ActorRef<SupervisorMsg>, product: Product) -> Result<(), String> {
         let gauges = Arc::new(Gauges::default());
-        let args = ProductArgs { product: product.clone(), deps: Arc::clone(&self.deps), gauges: Arc::clone(&gauges) };
+        let live = self.catalog.live_of(product.id);
+        let args = ProductArgs {
+            product: product.clone(),
+            deps: Arc::clone(&self.deps),
+            gauges: Arc::clone(&gauges),
+            live: Arc::clone(&live),
+        };
         let (actor, _) =
             Actor::spawn_linked(None, ProductActor, args, myself.get_cell()).await.map_err(|err| err.to_string())?;
         self.children.insert(actor.get_id(), product.clone());
         let shards = ractor::call!(actor, ProductMsg::Shards).map_err(|err| err.to_string())?;
-        self.catalog.publish(ProductHandle { product, actor, shards, gauges });
+        self.catalog.publish(ProductHandle { product, actor, shards, gauges, live });
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use self::pacing::Pacing;
+use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
 use crate::actors::journal::CommitListener;
 use crate::actors::supervision::BackoffPolicy;
 use crate::persistence::{Database, JournalProjection, Projected};
@@ -73,6 +74,7 @@ pub struct ProjectorState {
     check_armed: bool,
     failures_in_a_row: u32,
     status: ProjectorStatus,
+    meter: Arc<Meter>,
 }
 
 pub enum ProjectorMsg {
@@ -87,6 +89,7 @@ pub enum ProjectorMsg {
         took: Duration,
     },
     Status(RpcReplyPort<ProjectorStatus>),
+    Inspect(InspectReply),
 }
 
 impl Actor for OrderProjector {
@@ -112,6 +115,7 @@ impl Actor for OrderProjector {
             check_armed: false,
             failures_in_a_row: 0,
             status: ProjectorStatus::default(),
+            meter: Arc::default(),
         })
     }
 
@@ -121,6 +125,7 @@ impl Actor for OrderProjector {
         message: ProjectorMsg,
         state: &mut ProjectorState,
     ) -> Result<(), ActorProcessingErr> {
+        state.meter.handled();
         match message {
             ProjectorMsg::Committed { events } => {
                 state.pacing.committed(events, Instant::now());
@@ -155,6 +160,11 @@ impl Actor for OrderProjector {
             }
             ProjectorMsg::Status(reply) => {
                 let _ = reply.send(state.status);
+            }
+            ProjectorMsg::Inspect(reply) => {
+                let mut details = serde_json::to_value(state.status).unwrap_or_default();
+                details["running"] = state.running.into();
+                let _ = reply.send(Report::new(ActorKind::OrderProjector, &state.meter, details));
             }
         }
         Ok(())

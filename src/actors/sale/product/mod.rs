@@ -22,9 +22,11 @@ use self::snapshot_clock::{SnapshotClock, SnapshotPolicy};
 use super::gauges::Gauges;
 use super::shard::book::{ShardBook, ShardCounts};
 use super::shard::{PoolRequest, ShardArgs, ShardMsg, StockShard};
+use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
 use crate::actors::journal::Appender;
 use crate::actors::lifecycle::{JobLink, Refund};
-use crate::domain::{Position, Product, Reservation, StockSnapshot, Timeline};
+use crate::actors::live::{OrderFeed, ProductLive};
+use crate::domain::{Position, Product, Reservation, SaleState, StockSnapshot, Timeline};
 use crate::persistence::{JournalReplay, SnapshotError, SnapshotStore};
 
 /// What every product actor needs, shared.
@@ -37,6 +39,10 @@ pub struct ProductDeps {
     pub snapshot_failures: AtomicU64,
     /// Where shards hand the refunds of money that came too late.
     pub refunds: Arc<JobLink<Refund>>,
+    /// Where shards tell buyers of their orders' changes.
+    pub orders: Arc<OrderFeed>,
+    /// How often a product publishes its live stock (when it changed).
+    pub stock_interval: Duration,
 }
 
 pub struct ProductActor;
@@ -46,6 +52,8 @@ pub struct ProductArgs {
     pub deps: Arc<ProductDeps>,
     /// Fresh for each incarnation, shared with its shards and the catalog.
     pub gauges: Arc<Gauges>,
+    /// The same for every incarnation: the live feed and the sale switch.
+    pub live: Arc<ProductLive>,
 }
 
 pub struct ProductState {
@@ -54,7 +62,9 @@ pub struct ProductState {
     book: ProductBook,
     shards: Vec<ActorRef<ShardMsg>>,
     gauges: Arc<Gauges>,
+    live: Arc<ProductLive>,
     snapshot: SnapshotClock,
+    meter: Arc<Meter>,
 }
 
 /// A product's stock as its actors see it at one instant.
@@ -72,10 +82,16 @@ pub type SnapshotReply = RpcReplyPort<Result<(), String>>;
 
 pub enum ProductMsg {
     Pool(PoolRequest),
-    Inspect(RpcReplyPort<Inspection>),
+    /// Where every unit is, for the admin's view of the product.
+    Count(RpcReplyPort<Inspection>),
     /// The shards' addresses, for the catalog.
     Shards(RpcReplyPort<Vec<ActorRef<ShardMsg>>>),
     Tick,
+    /// Publish the live stock if it changed.
+    Publish,
+    /// An admin opens, pauses or drains the sale; answered with the state it is in now.
+    Switch(SaleState, RpcReplyPort<SaleState>),
+    Inspect(InspectReply),
     SnapshotNow(Option<SnapshotReply>),
     SnapshotSaved {
         result: Result<(), SnapshotError>,
@@ -110,7 +126,7 @@ impl Actor for ProductActor {
     async fn pre_start(
         &self,
         myself: ActorRef<ProductMsg>,
-        ProductArgs { product, deps, gauges }: ProductArgs,
+        ProductArgs { product, deps, gauges, live }: ProductArgs,
     ) -> Result<ProductState, ActorProcessingErr> {
         let started = Instant::now();
         // A previous incarnation's reservations may still be in the writer's batch: once they are durable (or
@@ -148,6 +164,7 @@ impl Actor for ProductActor {
                 gauges: Arc::clone(&gauges),
                 refunds: Arc::clone(&deps.refunds),
                 price_cents: product.draft.price_cents,
+                orders: Arc::clone(&deps.orders),
             };
             let (shard, _) = Actor::spawn_linked(None, StockShard, args, myself.get_cell()).await?;
             shards.push(shard);
@@ -159,10 +176,14 @@ impl Actor for ProductActor {
             book,
             shards,
             gauges,
+            live,
+            meter: Arc::default(),
         };
         let opening = state.book.open();
         state.perform(opening).await?;
+        state.publish();
         myself.send_interval(Duration::from_secs(1), || ProductMsg::Tick);
+        myself.send_interval(state.deps.stock_interval, || ProductMsg::Publish);
         tracing::info!(
             product = %state.product.id, orders = order_count, taken, pool = state.book.units(),
             position = recovered.position.get(), took_ms = started.elapsed().as_millis() as u64, "product recovered"
@@ -183,6 +204,7 @@ impl Actor for ProductActor {
         message: ProductMsg,
         state: &mut ProductState,
     ) -> Result<(), ActorProcessingErr> {
+        state.meter.handled();
         match message {
             ProductMsg::Pool(PoolRequest::NeedStock { shard, want }) => {
                 let commands = state.book.need_stock(shard, want);
@@ -195,19 +217,21 @@ impl Actor for ProductActor {
                 }
                 state.perform(commands).await?;
             }
-            ProductMsg::Inspect(reply) => {
-                let mut shards = Vec::with_capacity(state.shards.len());
-                for shard in &state.shards {
-                    shards.push(ractor::call!(shard, ShardMsg::Counts)?);
+            ProductMsg::Count(reply) => {
+                let _ = reply.send(state.inspection().await?);
+            }
+            ProductMsg::Publish => state.publish(),
+            ProductMsg::Switch(sale, reply) => {
+                if state.live.sale() != sale {
+                    tracing::info!(product = %state.product.id, sale = ?sale, "sale switched");
                 }
-                let _ = reply.send(Inspection {
-                    pool: state.book.units(),
-                    shards,
-                    sold_out: state.book.is_sold_out(),
-                    snapshot_position: state.snapshot.position(),
-                    snapshot_age_seconds: state.snapshot.age(Instant::now()).as_secs_f64(),
-                    snapshot_pending: state.snapshot.pending(state.gauges.taken(), &state.deps.snapshot_policy),
-                });
+                state.live.set_sale(sale);
+                state.publish();
+                let _ = reply.send(sale);
+            }
+            ProductMsg::Inspect(reply) => {
+                let inspection = state.inspection().await?;
+                let _ = reply.send(state.report(inspection));
             }
             ProductMsg::Shards(reply) => {
                 let _ = reply.send(state.shards.clone());
@@ -260,6 +284,49 @@ impl Actor for ProductActor {
 }
 
 impl ProductState {
+    /// Where every unit of the product is, read from its shards in turn.
+    async fn inspection(&self) -> Result<Inspection, ActorProcessingErr> {
+        let mut shards = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            shards.push(ractor::call!(shard, ShardMsg::Counts)?);
+        }
+        Ok(Inspection {
+            pool: self.book.units(),
+            shards,
+            sold_out: self.book.is_sold_out(),
+            snapshot_position: self.snapshot.position(),
+            snapshot_age_seconds: self.snapshot.age(Instant::now()).as_secs_f64(),
+            snapshot_pending: self.snapshot.pending(self.gauges.taken(), &self.deps.snapshot_policy),
+        })
+    }
+
+    fn report(&self, inspection: Inspection) -> Report {
+        let total = |count: fn(&ShardCounts) -> u64| inspection.shards.iter().map(count).sum::<u64>();
+        let details = serde_json::json!({
+            "product_id": self.product.id,
+            "name": self.product.draft.name,
+            "stock": self.product.draft.stock.get(),
+            "sale": self.live.sale(),
+            "pool": inspection.pool,
+            "available": inspection.pool + total(|shard| shard.available),
+            "in_flight": total(|shard| shard.in_flight),
+            "reserved": total(|shard| shard.reserved),
+            "paid": total(|shard| shard.paid),
+            "buyers": total(|shard| shard.buyers),
+            "batch_in_flight": total(|shard| shard.batch_in_flight),
+            "sold_out": inspection.sold_out,
+            "snapshot_age_seconds": inspection.snapshot_age_seconds,
+            "snapshot_position": inspection.snapshot_position,
+            "journal_position": inspection.shards.iter().map(|shard| shard.journal_position).max(),
+        });
+        Report::new(ActorKind::Product, &self.meter, details).children_restart_with_it()
+    }
+
+    /// Publishes what buyers can still get, if it changed since the last time.
+    fn publish(&self) {
+        self.live.refresh(u64::from(self.product.draft.stock.get()), &self.gauges);
+    }
+
     /// Carries out the book's commands; a surrender's answer goes back to the book, which may command more.
     async fn perform(&mut self, commands: Vec<Command>) -> Result<(), ActorProcessingErr> {
         let mut queue = std::collections::VecDeque::from(commands);

@@ -26,8 +26,8 @@ use serde::Serialize;
 use smallvec::SmallVec;
 
 use crate::domain::{
-    Decision, IdempotencyKey, JournalEvent, Order, OrderId, OrderStatus, OrderStep, OrderSteps, Position, ProductId,
-    Quantity, Reservation, Step, StockSnapshot, Timeline, Timestamp, UserId,
+    Change, Decision, IdempotencyKey, JournalEvent, Order, OrderChange, OrderId, OrderStatus, OrderStep, OrderSteps,
+    Position, ProductId, Quantity, Reservation, Step, StockSnapshot, Timeline, Timestamp, UserId,
 };
 
 /// One buyer's request as the shard sees it.
@@ -118,6 +118,8 @@ pub enum Effect<R, A> {
     TickAgain,
     /// Money came for an order that can no longer be filled: hand its refund to compensation.
     RefundDue(Arc<Reservation>),
+    /// An order's reservation or step is durable: tell its buyer.
+    Changed(OrderChange),
 }
 
 /// Counts an admin sees for one shard.
@@ -134,6 +136,10 @@ pub struct ShardCounts {
     pub waiting: u64,
     /// Open orders whose payment window has yet to close.
     pub deadlines: u64,
+    /// Reservations and steps handed to the journal and not yet answered.
+    pub batch_in_flight: u64,
+    /// How far into the journal this shard's orders reach.
+    pub journal_position: i64,
 }
 
 struct Pending<R> {
@@ -265,9 +271,13 @@ impl<R, A> ShardBook<R, A> {
         self.in_flight -= units;
         self.reserved += units;
         let receipt = receipt_of(&pending.reservation);
+        let change = change_of(&pending.reservation, Change::Reserved, pending.reservation.reserved_at);
         self.deadlines.insert((pending.reservation.pay_before, order_id));
         self.keep(Arc::new(pending.reservation), Timeline::default());
-        pending.waiters.into_iter().map(|reply| Effect::Reply(reply, Ok(receipt))).collect()
+        let mut effects: Vec<Effect<R, A>> =
+            pending.waiters.into_iter().map(|reply| Effect::Reply(reply, Ok(receipt))).collect();
+        effects.push(Effect::Changed(change));
+        effects
     }
 
     /// The journal refused the batch holding this reservation, or this order's step: undo it as if it never
@@ -392,6 +402,10 @@ impl<R, A> ShardBook<R, A> {
         }
     }
 
+    pub fn product_id(&self) -> ProductId {
+        self.product_id
+    }
+
     pub fn counts(&self) -> ShardCounts {
         ShardCounts {
             available: self.available,
@@ -402,6 +416,8 @@ impl<R, A> ShardBook<R, A> {
             buyers: self.holdings.len() as u64,
             waiting: self.waiting.len() as u64,
             deadlines: self.deadlines.len() as u64,
+            batch_in_flight: (self.pending.len() + self.stepping.len()) as u64,
+            journal_position: self.position.get(),
         }
     }
 
@@ -491,6 +507,7 @@ impl<R, A> ShardBook<R, A> {
         let reservation = Arc::clone(&held.reservation);
         let units = u64::from(reservation.quantity.get());
         if held.timeline.apply(stepping.step, stepping.at) {
+            effects.push(Effect::Changed(change_of(&reservation, Change::Step(stepping.step), stepping.at)));
             match stepping.step {
                 Step::Paid => {
                     self.reserved -= units;
@@ -621,4 +638,15 @@ impl<R, A> ShardBook<R, A> {
 
 fn receipt_of(reservation: &Reservation) -> Receipt {
     Receipt { order_id: reservation.order_id, pay_before: reservation.pay_before }
+}
+
+/// What its buyer is told of an order's `change`.
+fn change_of(reservation: &Reservation, change: Change, at: Timestamp) -> OrderChange {
+    OrderChange {
+        order_id: reservation.order_id,
+        product_id: reservation.product_id,
+        user_id: reservation.user_id,
+        change,
+        at,
+    }
 }

@@ -11,9 +11,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort}
 
 use self::book::{ActOutcome, Effect, OrderRequest, Outcome, PurchaseRequest, ShardBook, ShardCounts};
 use super::gauges::Gauges;
+use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
 use crate::actors::journal::{Ack, AppendFailed, Appender, Outcome as Journaled, Recipient};
 use crate::actors::lifecycle::{JobLink, JobMsg, Refund};
-use crate::domain::{JournalEvent, Order, OrderId, PaymentOrder, Reservation, StockSnapshot, Timestamp, UserId};
+use crate::actors::live::OrderFeed;
+use crate::domain::{
+    JournalEvent, Order, OrderId, PaymentOrder, ProductId, Reservation, StockSnapshot, Timestamp, UserId,
+};
 
 pub struct StockShard;
 
@@ -38,6 +42,8 @@ pub struct ShardArgs {
     pub refunds: Arc<JobLink<Refund>>,
     /// A unit's price, for the refunds this shard hands over.
     pub price_cents: i64,
+    /// Where buyers hear of their orders' changes.
+    pub orders: Arc<OrderFeed>,
 }
 
 pub struct ShardState {
@@ -50,6 +56,8 @@ pub struct ShardState {
     gauges: Arc<Gauges>,
     refunds: Arc<JobLink<Refund>>,
     price_cents: i64,
+    orders: Arc<OrderFeed>,
+    meter: Arc<Meter>,
 }
 
 pub enum ShardMsg {
@@ -73,6 +81,7 @@ pub enum ShardMsg {
     OrdersOf(UserId, RpcReplyPort<Vec<Order>>),
     /// Orders whose money must be given back.
     RefundsDue(RpcReplyPort<Vec<Arc<Reservation>>>),
+    Inspect(InspectReply),
 }
 
 impl Actor for StockShard {
@@ -81,9 +90,10 @@ impl Actor for StockShard {
     type Arguments = ShardArgs;
 
     async fn pre_start(&self, myself: ActorRef<ShardMsg>, args: ShardArgs) -> Result<ShardState, ActorProcessingErr> {
-        let ShardArgs { index, book, pool, writer, gauges, refunds, price_cents } = args;
-        let state =
-            ShardState { index, inbox: Arc::new(Inbox(myself)), book, pool, writer, gauges, refunds, price_cents };
+        let ShardArgs { index, book, pool, writer, gauges, refunds, price_cents, orders } = args;
+        let inbox = Arc::new(Inbox(myself));
+        let meter = Arc::default();
+        let state = ShardState { index, inbox, book, pool, writer, gauges, refunds, price_cents, orders, meter };
         // Refunds a crash interrupted start again (compensation ignores those it already runs).
         for reservation in state.book.refunds_due() {
             state.refund(&reservation);
@@ -97,6 +107,7 @@ impl Actor for StockShard {
         message: ShardMsg,
         state: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
+        state.meter.handled();
         let before = state.taken();
         let now = Timestamp::now();
         let effects = match message {
@@ -141,6 +152,10 @@ impl Actor for StockShard {
             }
             ShardMsg::RefundsDue(reply) => {
                 let _ = reply.send(state.book.refunds_due());
+                Vec::new()
+            }
+            ShardMsg::Inspect(reply) => {
+                let _ = reply.send(state.report());
                 Vec::new()
             }
         };
@@ -190,10 +205,23 @@ impl ShardState {
                         let _ = self.pool.send_message(PoolRequest::StockReturned { units });
                     }
                     Effect::RefundDue(reservation) => self.refund(&reservation),
+                    Effect::Changed(change) => self.orders.publish(change),
                 }
             }
             queue = follow_up;
         }
+    }
+
+    fn report(&self) -> Report {
+        #[derive(serde::Serialize)]
+        struct Details {
+            product_id: ProductId,
+            index: usize,
+            #[serde(flatten)]
+            counts: ShardCounts,
+        }
+        let details = Details { product_id: self.book.product_id(), index: self.index, counts: self.book.counts() };
+        Report::new(ActorKind::Shard, &self.meter, serde_json::to_value(details).unwrap_or_default())
     }
 
     /// Hands a refund to compensation. If none runs just now, the one that starts next finds it (`Job::pending`).

@@ -1,0 +1,377 @@
+//! The WebSocket feeds: `/ws/stock` (anyone: each product's stock, phase and sale state, as it changes) and
+//! `/ws/orders` (a buyer: their own orders' changes as they become durable).
+//!
+//! Everything that can be refused is refused before the upgrade, with a problem+json like any other route: a bad
+//! query (400), an unknown product (404), a missing or bad token (401), no room (503 `LIVE_FULL`, `Retry-After`).
+//! After the upgrade one loop serves either feed: it sends what the feed yields, a heartbeat message now and then,
+//! and a ping every `ping_secs`, dropping a client that did not answer the previous ping (warp sends no pings of its
+//! own, so half-open sockets would otherwise pile up) or that does not take a message within `send_timeout_ms`.
+//! A feed never queues for a connection: stock is a `watch` (the latest value only), and a buyer's changes have a
+//! small bounded buffer after which the connection is closed (1013) and the client reads its orders afresh.
+//!
+//! The handshake is done here rather than by warp's `ws()`, whose sockets each keep a 128 KiB read buffer that
+//! warp offers no way to size: an idle subscriber then cost the server 134 KiB (10,000 of them: 1.3 GB). Clients
+//! here send nothing but pongs and close frames, so a 1 KiB buffer serves them.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, SelectAll};
+use futures::{Future, SinkExt, Stream, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::auth::Caller;
+use super::extract::segment;
+use super::problem::Problem;
+use super::AppState;
+use crate::actors::StockFeed;
+use crate::config::LiveSettings;
+use crate::domain::{LiveStock, OrderChange, ProductId, SalePhase, SaleState, Timestamp};
+
+/// The subprotocol a browser offers, followed by its token, since it cannot send an `Authorization` header.
+pub const BEARER_PROTOCOL: &str = "seckill.bearer";
+/// Changes of one buyer that may wait for their connection before it is dropped as too slow.
+const ORDER_BUFFER: usize = 64;
+/// Largest message a client may send (it has nothing to say but pongs and close frames), and the read buffer.
+const MAX_INCOMING: usize = 1024;
+/// Messages the server sends are a few hundred bytes; a client that lets this much pile up has stopped reading.
+const MAX_UNSENT: usize = 64 * 1024;
+
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A WebSocket upgrade request, checked (RFC 6455 §4.2.1) and ready to be accepted or refused.
+pub struct Handshake {
+    key: String,
+    on_upgrade: OnUpgrade,
+}
+
+/// The upgrade requests this service takes: `GET` (the route's), `Connection: upgrade`, `Upgrade: websocket`,
+/// version 13 and a key; a missing header is a 400 like any other.
+pub fn handshake() -> impl Filter<Extract = (Handshake,), Error = Rejection> + Clone {
+    warp::header::<String>("connection")
+        .and(warp::header::exact_ignore_case("upgrade", "websocket"))
+        .and(warp::header::exact("sec-websocket-version", "13"))
+        .and(warp::header::<String>("sec-websocket-key"))
+        .and(warp::ext::optional::<OnUpgrade>())
+        .and_then(|connection: String, key: String, on_upgrade: Option<OnUpgrade>| async move {
+            let upgrade = connection.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+            match on_upgrade {
+                Some(on_upgrade) if upgrade => Ok(Handshake { key, on_upgrade }),
+                _ => Err(warp::reject::custom(Problem::invalid("this resource is a WebSocket: send an upgrade"))),
+            }
+        })
+}
+
+impl Handshake {
+    /// Answers `101 Switching Protocols` (naming `protocol` if given) and hands the socket to `session`.
+    fn accept<F>(self, protocol: Option<&'static str>, session: impl FnOnce(Socket) -> F + Send + 'static) -> Response
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let accept = derive_accept_key(self.key.as_bytes());
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else { return };
+            let config = WebSocketConfig::default()
+                .read_buffer_size(MAX_INCOMING)
+                .write_buffer_size(0)
+                .max_write_buffer_size(MAX_UNSENT)
+                .max_message_size(Some(MAX_INCOMING))
+                .max_frame_size(Some(MAX_INCOMING));
+            session(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await).await;
+        });
+        let mut response = Response::default();
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(accept) = HeaderValue::from_str(&accept) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        if let Some(protocol) = protocol {
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+        }
+        response
+    }
+}
+
+/// Room for connections, and how they are kept alive.
+pub struct Live {
+    stock_slots: Arc<Semaphore>,
+    order_slots: Arc<Semaphore>,
+    max_products: usize,
+    heartbeat: Duration,
+    ping: Duration,
+    send_timeout: Duration,
+    /// Turns true when the service stops: every connection closes (1001).
+    closing: watch::Receiver<bool>,
+}
+
+impl Live {
+    pub fn new(settings: &LiveSettings, closing: watch::Receiver<bool>) -> Self {
+        Self {
+            stock_slots: Arc::new(Semaphore::new(settings.max_stock_subscribers)),
+            order_slots: Arc::new(Semaphore::new(settings.max_order_subscribers)),
+            max_products: settings.max_products_per_subscriber.max(1),
+            heartbeat: Duration::from_secs(settings.heartbeat_secs.max(1)),
+            ping: Duration::from_secs(settings.ping_secs.max(1)),
+            send_timeout: Duration::from_millis(settings.send_timeout_ms.max(1)),
+            closing,
+        }
+    }
+}
+
+fn slot(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Problem> {
+    Arc::clone(slots).try_acquire_owned().map_err(|_| {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "LIVE_FULL", "no room for another live connection").retry_after(5)
+    })
+}
+
+/// `GET /ws/stock?products=1,2`.
+pub async fn stock(state: Arc<AppState>, ws: Handshake, query: Option<String>) -> Result<Response, Problem> {
+    let live = Arc::clone(&state.live);
+    let ids = products_of(query.as_deref().unwrap_or(""), live.max_products)?;
+    let feeds = ids
+        .into_iter()
+        .map(|id| state.engine.stock_feed(id).ok_or_else(|| Problem::not_found(format!("no product {id}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let permit = slot(&live.stock_slots)?;
+    Ok(ws.accept(None, move |socket| async move {
+        serve(socket, stock_messages(feeds), &live, (1011, "the stock feed ended")).await;
+        drop(permit);
+    }))
+}
+
+/// `GET /ws/orders`, with `Authorization: Bearer <token>` or the subprotocols `seckill.bearer, <token>`.
+pub async fn orders(
+    state: Arc<AppState>,
+    ws: Handshake,
+    caller: Caller,
+    by_protocol: bool,
+) -> Result<Response, Problem> {
+    let live = Arc::clone(&state.live);
+    let permit = slot(&live.order_slots)?;
+    let watch = state.engine.watch_orders(caller.user, ORDER_BUFFER);
+    Ok(ws.accept(by_protocol.then_some(BEARER_PROTOCOL), move |socket| async move {
+        let changes = stream::unfold(watch, |mut watch| async move {
+            let change = watch.changes.recv().await?;
+            Some((order_message(&change), watch))
+        });
+        serve(socket, changes, &live, (1013, "too far behind: reconnect and read your orders")).await;
+        drop(permit);
+    }))
+}
+
+/// The product ids of `products=1,2,3`: at least one, at most `max`, each once.
+fn products_of(query: &str, max: usize) -> Result<Vec<ProductId>, Problem> {
+    let list = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("products="))
+        .ok_or_else(|| Problem::invalid("name the products to watch: ?products=1,2").with("field", "products"))?;
+    let mut ids = Vec::new();
+    for part in list.split(',') {
+        let id: ProductId = segment(part).map_err(|problem| problem.with("field", "products"))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() > max {
+        return Err(Problem::invalid(format!("watch at most {max} products at once")).with("field", "products"));
+    }
+    Ok(ids)
+}
+
+/// Sends `outgoing` on `socket` with heartbeats and pings, until either side stops; closes with `ended` if the
+/// feed itself ends.
+async fn serve(socket: Socket, outgoing: impl Stream<Item = String>, live: &Live, ended: (u16, &'static str)) {
+    let (mut sink, mut incoming) = socket.split();
+    let mut outgoing = std::pin::pin!(outgoing);
+    let mut closing = live.closing.clone();
+    let start = Instant::now();
+    let mut heartbeat = tokio::time::interval_at(start + live.heartbeat, live.heartbeat);
+    let mut ping = tokio::time::interval_at(start + live.ping, live.ping);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut answered = true;
+    loop {
+        let message = tokio::select! {
+            next = outgoing.next() => match next {
+                Some(text) => Message::text(text),
+                None => close(ended.0, ended.1),
+            },
+            _ = heartbeat.tick() => Message::text(r#"{"type":"heartbeat"}"#),
+            _ = ping.tick() => {
+                if !answered {
+                    break;
+                }
+                answered = false;
+                Message::Ping(Default::default())
+            }
+            received = incoming.next() => match received {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(message)) => {
+                    answered |= message.is_pong();
+                    continue;
+                }
+            },
+            _ = closing.wait_for(|closing| *closing) => close(1001, "the service is stopping"),
+        };
+        let last = message.is_close();
+        match tokio::time::timeout(live.send_timeout, sink.send(message)).await {
+            Ok(Ok(())) if !last => {}
+            _ => break,
+        }
+    }
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code: code.into(), reason: reason.into() }))
+}
+
+/// One stock message per product at once, then one per change, and all again when a sale opens or ends.
+fn stock_messages(feeds: Vec<StockFeed>) -> impl Stream<Item = String> {
+    type Updates = SelectAll<Pin<Box<dyn Stream<Item = (ProductId, LiveStock)> + Send>>>;
+    let mut updates: Updates = SelectAll::new();
+    let mut latest = BTreeMap::new();
+    for feed in feeds {
+        let id = feed.product_id;
+        let values = stream::unfold((feed.updates, true), move |(mut rx, first)| async move {
+            if !first {
+                rx.changed().await.ok()?;
+            }
+            let value = *rx.borrow_and_update();
+            Some(((id, value), (rx, false)))
+        });
+        updates.push(Box::pin(values));
+        latest.insert(id, (feed.stock, feed.window, None::<LiveStock>));
+    }
+    stream::unfold((updates, latest, Vec::<String>::new()), |(mut updates, mut latest, mut queued)| async move {
+        loop {
+            if let Some(message) = queued.pop() {
+                return Some((message, (updates, latest, queued)));
+            }
+            let now = Timestamp::now();
+            let boundary = latest.values().filter_map(|(_, window, _)| next_boundary(*window, now)).min();
+            let wake = async {
+                match boundary {
+                    Some(at) => tokio::time::sleep(Duration::from_millis((at.millis() - now.millis()) as u64)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                next = updates.next() => {
+                    let (id, value) = next?;
+                    if let Some((stock, window, last)) = latest.get_mut(&id) {
+                        *last = Some(value);
+                        queued.push(stock_message(id, *stock, *window, value, Timestamp::now()));
+                    }
+                }
+                () = wake => {
+                    let now = Timestamp::now();
+                    for (id, (stock, window, last)) in &latest {
+                        if let Some(value) = last {
+                            queued.push(stock_message(*id, *stock, *window, *value, now));
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// When the sale's phase changes next (it opens, or it ends), if it still will.
+fn next_boundary(window: crate::domain::SaleWindow, now: Timestamp) -> Option<Timestamp> {
+    [window.starts_at(), window.ends_at()].into_iter().find(|at| *at > now)
+}
+
+#[derive(Serialize)]
+struct StockMessage {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    product_id: ProductId,
+    stock: u64,
+    available: u64,
+    sold_out: bool,
+    phase: SalePhase,
+    sale: SaleState,
+    starts_in_seconds: u64,
+    ends_in_seconds: u64,
+}
+
+fn stock_message(
+    product_id: ProductId,
+    stock: u64,
+    window: crate::domain::SaleWindow,
+    value: LiveStock,
+    now: Timestamp,
+) -> String {
+    let seconds_to = |at: Timestamp| (at.millis() - now.millis()).max(0).unsigned_abs().div_ceil(1000);
+    let message = StockMessage {
+        kind: "stock",
+        product_id,
+        stock,
+        available: value.available,
+        sold_out: value.sold_out,
+        phase: window.phase(now),
+        sale: value.sale,
+        starts_in_seconds: seconds_to(window.starts_at()),
+        ends_in_seconds: seconds_to(window.ends_at()),
+    };
+    serde_json::to_string(&message).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct OrderMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    change: &'a OrderChange,
+}
+
+fn order_message(change: &OrderChange) -> String {
+    serde_json::to_string(&OrderMessage { kind: "order", change }).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_product_list_is_parsed_strictly() {
+        let ids = products_of("products=3,1,3", 50).unwrap();
+        assert_eq!(ids, [ProductId::try_from(3).unwrap(), ProductId::try_from(1).unwrap()]);
+        for bad in ["", "products=", "products=1,x", "products=0", "other=1", "products=1,,2"] {
+            assert!(products_of(bad, 50).is_err(), "{bad:?} is refused");
+        }
+        assert!(products_of("products=1,2,3", 2).is_err(), "too many");
+    }
+
+    #[test]
+    fn a_stock_message_counts_down_to_the_sale() {
+        let now = Timestamp::from_millis(10_000);
+        let window =
+            crate::domain::SaleWindow::new(Timestamp::from_millis(12_500), Timestamp::from_millis(20_000)).unwrap();
+        let value = LiveStock { available: 7, sold_out: false, sale: SaleState::Paused };
+        let text = stock_message(ProductId::try_from(4).unwrap(), 10, window, value, now);
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["type"], "stock");
+        assert_eq!((json["available"].as_u64(), json["stock"].as_u64()), (Some(7), Some(10)));
+        assert_eq!((json["phase"].as_str(), json["sale"].as_str()), (Some("upcoming"), Some("paused")));
+        assert_eq!((json["starts_in_seconds"].as_u64(), json["ends_in_seconds"].as_u64()), (Some(3), Some(10)));
+        assert_eq!(next_boundary(window, now), Some(Timestamp::from_millis(12_500)));
+    }
+}
