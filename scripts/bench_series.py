@@ -65,7 +65,8 @@ def one_run(binary, args):
             wait_ready(url, server)
             report = folder / "report.json"
             bench = [binary, "bench", "--url", url, "--baseline", "--json", str(report),
-                     "--users", str(args.users), "--stock", str(args.stock), "--concurrency", str(args.concurrency)]
+                     "--users", str(args.users), "--stock", str(args.stock), "--concurrency", str(args.concurrency),
+                     "--stock-subscribers", str(args.stock_subscribers)]
             finished = subprocess.run(bench, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if not report.exists():
                 raise RuntimeError(f"the bench wrote no report: {finished.stderr.decode(errors='replace')[-2000:]}")
@@ -87,7 +88,15 @@ def row(report):
         "p50_ms": report["latency_ms"]["p50"],
         "p99_ms": report["latency_ms"]["p99"],
         "correctness": report["correctness"],
+        "stock_feed": report.get("stock_feed"),
     }
+
+
+def feed_line(feed):
+    if not feed:
+        return ""
+    return (f"  feed: {feed['subscribers']} subscribers, rises={feed['rises']}, all saw the end="
+            f"{feed['all_reached_final']}, lag p50 {feed['final_lag_ms']['p50']:.0f} ms max {feed['final_lag_ms']['max']:.0f} ms")
 
 
 def spread(values):
@@ -112,6 +121,8 @@ def main():
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--stock", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--stock-subscribers", type=int, default=0,
+                        help="clients watching the sale on /ws/stock during each run")
     parser.add_argument("--binary", type=Path, help="a seckill binary to measure instead of building this checkout")
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
     args = parser.parse_args()
@@ -130,8 +141,8 @@ def main():
         rows.append(r)
         counts = " ".join(f"{key}={r['correctness'][key]}" for key in CORRECTNESS)
         print(f"{run:>4} {r['purchases_per_s']:>12,.0f} {r['healthz_per_s']:>10,.0f} {r['ratio']:>6.3f} "
-              f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}  {counts} invariant={r['correctness']['invariant_holds']}",
-              flush=True)
+              f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}  {counts} invariant={r['correctness']['invariant_holds']}"
+              + feed_line(r["stock_feed"]), flush=True)
 
     summary = summarize(rows)
     print("\nmedian (min-max) over", len(rows), "runs:")

@@ -23,6 +23,7 @@ mod connection;
 mod lifecycle;
 mod load;
 mod report;
+mod subscribers;
 mod workload;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ use audit::{Accepted, Correctness, Expectation};
 use connection::Endpoint;
 use load::{PhaseStats, Until};
 use report::{Baseline, Report, Settlement};
+use subscribers::Subscribers;
 use workload::{Healthz, Purchase, QUANTITY};
 
 /// How many bulk-account requests run at once while buyers are prepared.
@@ -98,6 +100,10 @@ pub struct BenchArgs {
     /// The sale's payment window with `--pay`: long enough for the crowd's purchases, short enough to wait for.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pay_window_secs: u64,
+    /// Clients watching the sale on /ws/stock through the purchase phase (connected before it starts); the report
+    /// says whether they saw the stock only fall and how soon after the last purchase they saw its final value.
+    #[arg(long, default_value_t = 0)]
+    stock_subscribers: usize,
 }
 
 fn fraction(text: &str) -> Result<f64, String> {
@@ -120,8 +126,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let purchase =
         Purchase::new(Endpoint::new(&api.endpoint(&format!("/api/v1/products/{product}/purchase"))?)?, buyers)?;
     let until = purchase.until();
+    let subscribers = match args.stock_subscribers {
+        0 => None,
+        count => Some(Subscribers::connect(&args.url, product, count).await?),
+    };
     let purchases = load::drive(purchase, args.concurrency, until, "purchasing").await?;
     let load_ended = Instant::now();
+    let stock_feed = match subscribers {
+        Some(subscribers) => Some(subscribers.finish(api.product(product).await?.available, load_ended).await?),
+        None => None,
+    };
     let settlement = settle(&api, load_ended, Duration::from_secs(args.settle_timeout_secs)).await?;
     let correctness =
         if settlement.caught_up { Some(verify(&api, product, &args, &purchases.accepted).await?) } else { None };
@@ -149,6 +163,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         projector: settlement,
         correctness,
         lifecycle,
+        stock_feed,
         baseline,
     };
     report::emit(&report, args.json.as_deref())?;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::audit::Correctness;
 use super::lifecycle::LifecycleReport;
 use super::load::{LatencySummary, PhaseStats};
+use super::subscribers::FeedReport;
 
 /// Everything one run measured.
 #[derive(Serialize)]
@@ -26,6 +27,8 @@ pub(super) struct Report {
     pub correctness: Option<Correctness>,
     /// With `--pay`: what became of every order after the crowd.
     pub lifecycle: Option<LifecycleReport>,
+    /// With `--stock-subscribers`: what the sale's watchers saw.
+    pub stock_feed: Option<FeedReport>,
     pub baseline: Option<Baseline>,
 }
 
@@ -78,6 +81,9 @@ impl Report {
         if let Some(lifecycle) = self.lifecycle.as_ref().filter(|lifecycle| !lifecycle.every_unit_accounted) {
             bail!("order lifecycle check failed: {lifecycle:?}");
         }
+        if let Some(feed) = self.stock_feed.as_ref().filter(|feed| feed.rises > 0 || !feed.all_reached_final) {
+            bail!("stock feed check failed: {feed:?}");
+        }
         if failures.is_empty() {
             return Ok(());
         }
@@ -116,6 +122,17 @@ fn print_summary(report: &Report) {
     match &report.correctness {
         Some(correctness) => print_correctness(correctness),
         None => eprintln!("  correctness: not checked"),
+    }
+    if let Some(feed) = &report.stock_feed {
+        eprintln!(
+            "  stock feed: {} subscribers, {:.1} updates each, {} rises, all saw the final stock: {}, {:.0} ms after the last purchase (p50; max {:.0} ms)",
+            feed.subscribers,
+            feed.updates_per_subscriber,
+            feed.rises,
+            feed.all_reached_final,
+            feed.final_lag_ms.p50,
+            feed.final_lag_ms.max
+        );
     }
     if let Some(lifecycle) = &report.lifecycle {
         eprintln!(
