@@ -200,6 +200,23 @@ async fn an_admin_sees_the_actor_tree_and_a_shards_stock_fall_while_a_crowd_buys
     let product_row = format!("#products [data-product-id=\"{product}\"] .available");
     browser.text_of(&product_row, "the product shows it sold out", |text| text.trim() == "0").await;
     browser.screenshot("3-sold-out").await;
+
+    // The admin's hands: pause and resume a sale, and create one.
+    let row = format!("#products [data-product-id=\"{product}\"]");
+    browser.click(&format!("{row} button.pause")).await;
+    browser.text_of(&format!("{row} .sale"), "the sale shows paused", |text| text.trim() == "paused").await;
+    assert_eq!(app.purchase(product, &buyers[0].1, None, 1).await.code(), "SALE_PAUSED", "the button paused it");
+    browser.click(&format!("{row} button.resume")).await;
+    browser.text_of(&format!("{row} .sale"), "the sale shows open again", |text| text.trim() == "open").await;
+    browser.fill("#name", "Limited sneakers").await;
+    browser.fill("#price", "120").await;
+    browser.fill("#stock", "50").await;
+    browser.click("#create-button").await;
+    let created = "#products [data-product-id=\"2\"] .available";
+    browser.text_of(created, "the new sale is listed, live", |text| text.trim() == "50").await;
+    let sale = app.admin_view(2).await;
+    assert_eq!((sale["name"].as_str(), sale["price_cents"].as_i64()), (Some("Limited sneakers"), Some(12_000)));
+    browser.screenshot("4-created").await;
     browser.close().await;
     app.stop().await;
 }
