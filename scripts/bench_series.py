@@ -65,8 +65,9 @@ def one_run(binary, args):
             wait_ready(url, server)
             report = folder / "report.json"
             bench = [binary, "bench", "--url", url, "--baseline", "--json", str(report),
-                     "--users", str(args.users), "--stock", str(args.stock), "--concurrency", str(args.concurrency),
-                     "--stock-subscribers", str(args.stock_subscribers)]
+                     "--users", str(args.users), "--stock", str(args.stock), "--concurrency", str(args.concurrency)]
+            if args.stock_subscribers:
+                bench += ["--stock-subscribers", str(args.stock_subscribers)]
             finished = subprocess.run(bench, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if not report.exists():
                 raise RuntimeError(f"the bench wrote no report: {finished.stderr.decode(errors='replace')[-2000:]}")

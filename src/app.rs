@@ -31,6 +31,8 @@ pub enum StartError {
     Journal(#[from] JournalError),
     #[error("admin account: {0}")]
     Admin(String),
+    #[error("cannot start the live connections' runtime: {0}")]
+    Live(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -76,7 +78,7 @@ impl App {
             default_payment_window: settings.sale.payment_window_secs,
             body_limit: settings.server.body_limit_bytes,
             webhook,
-            live: Arc::new(Live::new(&settings.live, closing.subscribe())),
+            live: Arc::new(Live::new(&settings.live, closing.subscribe()).map_err(StartError::Live)?),
         };
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(http::serve(listener, http::routes(state), async move {

@@ -125,6 +125,7 @@ pub struct SaleSettings {
 /// The WebSocket feeds (`/ws/stock`, `/ws/orders`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct LiveSettings {
+    pub threads: usize,
     pub max_stock_subscribers: usize,
     pub max_order_subscribers: usize,
     pub max_products_per_subscriber: usize,

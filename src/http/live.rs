@@ -8,10 +8,6 @@
 //! own, so half-open sockets would otherwise pile up) or that does not take a message within `send_timeout_ms`.
 //! A feed never queues for a connection: stock is a `watch` (the latest value only), and a buyer's changes have a
 //! small bounded buffer after which the connection is closed (1013) and the client reads its orders afresh.
-//!
-//! The handshake is done here rather than by warp's `ws()`, whose sockets each keep a 128 KiB read buffer that
-//! warp offers no way to size: an idle subscriber then cost the server 134 KiB (10,000 of them: 1.3 GB). Clients
-//! here send nothing but pongs and close frames, so a 1 KiB buffer serves them.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -19,24 +15,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, SelectAll};
-use futures::{Future, SinkExt, Stream, StreamExt};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use futures::{SinkExt, Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
-use warp::http::{header, HeaderValue, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::{Filter, Rejection};
 
 use super::auth::Caller;
 use super::extract::segment;
 use super::problem::Problem;
+use super::websocket::{Handshake, Socket};
 use super::AppState;
 use crate::actors::StockFeed;
 use crate::config::LiveSettings;
@@ -46,69 +37,6 @@ use crate::domain::{LiveStock, OrderChange, ProductId, SalePhase, SaleState, Tim
 pub const BEARER_PROTOCOL: &str = "seckill.bearer";
 /// Changes of one buyer that may wait for their connection before it is dropped as too slow.
 const ORDER_BUFFER: usize = 64;
-/// Largest message a client may send (it has nothing to say but pongs and close frames), and the read buffer.
-const MAX_INCOMING: usize = 1024;
-/// Messages the server sends are a few hundred bytes; a client that lets this much pile up has stopped reading.
-const MAX_UNSENT: usize = 64 * 1024;
-
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
-
-/// A WebSocket upgrade request, checked (RFC 6455 §4.2.1) and ready to be accepted or refused.
-pub struct Handshake {
-    key: String,
-    on_upgrade: OnUpgrade,
-}
-
-/// The upgrade requests this service takes: `GET` (the route's), `Connection: upgrade`, `Upgrade: websocket`,
-/// version 13 and a key; a missing header is a 400 like any other.
-pub fn handshake() -> impl Filter<Extract = (Handshake,), Error = Rejection> + Clone {
-    warp::header::<String>("connection")
-        .and(warp::header::exact_ignore_case("upgrade", "websocket"))
-        .and(warp::header::exact("sec-websocket-version", "13"))
-        .and(warp::header::<String>("sec-websocket-key"))
-        .and(warp::ext::optional::<OnUpgrade>())
-        .and_then(|connection: String, key: String, on_upgrade: Option<OnUpgrade>| async move {
-            let upgrade = connection.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-            match on_upgrade {
-                Some(on_upgrade) if upgrade => Ok(Handshake { key, on_upgrade }),
-                _ => Err(warp::reject::custom(Problem::invalid("this resource is a WebSocket: send an upgrade"))),
-            }
-        })
-}
-
-impl Handshake {
-    /// Answers `101 Switching Protocols` (naming `protocol` if given) and hands the socket to `session`.
-    fn accept<F>(self, protocol: Option<&'static str>, session: impl FnOnce(Socket) -> F + Send + 'static) -> Response
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let accept = derive_accept_key(self.key.as_bytes());
-        let on_upgrade = self.on_upgrade;
-        tokio::spawn(async move {
-            let Ok(upgraded) = on_upgrade.await else { return };
-            let config = WebSocketConfig::default()
-                .read_buffer_size(MAX_INCOMING)
-                .write_buffer_size(0)
-                .max_write_buffer_size(MAX_UNSENT)
-                .max_message_size(Some(MAX_INCOMING))
-                .max_frame_size(Some(MAX_INCOMING));
-            session(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await).await;
-        });
-        let mut response = Response::default();
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let headers = response.headers_mut();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        if let Ok(accept) = HeaderValue::from_str(&accept) {
-            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-        }
-        if let Some(protocol) = protocol {
-            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
-        }
-        response
-    }
-}
-
 /// Room for connections, and how they are kept alive.
 pub struct Live {
     stock_slots: Arc<Semaphore>,
@@ -119,11 +47,41 @@ pub struct Live {
     send_timeout: Duration,
     /// Turns true when the service stops: every connection closes (1001).
     closing: watch::Receiver<bool>,
+    sessions: Sessions,
+}
+
+/// The runtime the live connections run on, apart from the one that serves purchases. An update wakes every
+/// subscriber of a product at once; on the purchase runtime those wake-ups would queue ahead of buyers' requests
+/// (a burst every `stock_interval_ms`), while on threads of their own the operating system shares the cores
+/// between the two and purchases keep their latency.
+struct Sessions {
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Sessions {
+    fn start(threads: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("live")
+            .enable_all()
+            .build()?;
+        Ok(Self { handle: runtime.handle().clone(), runtime: Some(runtime) })
+    }
+}
+
+/// Dropped from async code (with the routes), where a runtime may not block to shut down.
+impl Drop for Sessions {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Live {
-    pub fn new(settings: &LiveSettings, closing: watch::Receiver<bool>) -> Self {
-        Self {
+    pub fn new(settings: &LiveSettings, closing: watch::Receiver<bool>) -> std::io::Result<Self> {
+        Ok(Self {
             stock_slots: Arc::new(Semaphore::new(settings.max_stock_subscribers)),
             order_slots: Arc::new(Semaphore::new(settings.max_order_subscribers)),
             max_products: settings.max_products_per_subscriber.max(1),
@@ -131,7 +89,8 @@ impl Live {
             ping: Duration::from_secs(settings.ping_secs.max(1)),
             send_timeout: Duration::from_millis(settings.send_timeout_ms.max(1)),
             closing,
-        }
+            sessions: Sessions::start(settings.threads)?,
+        })
     }
 }
 
@@ -150,7 +109,8 @@ pub async fn stock(state: Arc<AppState>, ws: Handshake, query: Option<String>) -
         .map(|id| state.engine.stock_feed(id).ok_or_else(|| Problem::not_found(format!("no product {id}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let permit = slot(&live.stock_slots)?;
-    Ok(ws.accept(None, move |socket| async move {
+    let sessions = live.sessions.handle.clone();
+    Ok(ws.accept(&sessions, None, move |socket| async move {
         serve(socket, stock_messages(feeds), &live, (1011, "the stock feed ended")).await;
         drop(permit);
     }))
@@ -166,7 +126,8 @@ pub async fn orders(
     let live = Arc::clone(&state.live);
     let permit = slot(&live.order_slots)?;
     let watch = state.engine.watch_orders(caller.user, ORDER_BUFFER);
-    Ok(ws.accept(by_protocol.then_some(BEARER_PROTOCOL), move |socket| async move {
+    let (sessions, protocol) = (live.sessions.handle.clone(), by_protocol.then_some(BEARER_PROTOCOL));
+    Ok(ws.accept(&sessions, protocol, move |socket| async move {
         let changes = stream::unfold(watch, |mut watch| async move {
             let change = watch.changes.recv().await?;
             Some((order_message(&change), watch))

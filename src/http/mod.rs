@@ -13,6 +13,7 @@ mod pages;
 mod payments;
 mod problem;
 mod sales;
+mod websocket;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -89,14 +90,14 @@ fn live_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let stock = warp::path!("ws" / "stock")
         .and(warp::get())
         .and(with(state.clone()))
-        .and(live::handshake())
+        .and(websocket::handshake())
         .and(query)
         .then(live::stock)
         .map(respond);
     let orders = warp::path!("ws" / "orders")
         .and(warp::get())
         .and(with(state.clone()))
-        .and(live::handshake())
+        .and(websocket::handshake())
         .and(auth::live_caller(Arc::clone(&state.tokens)))
         .then(|state, ws, (caller, by_protocol)| live::orders(state, ws, caller, by_protocol))
         .map(respond);
