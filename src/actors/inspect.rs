@@ -68,6 +68,8 @@ pub struct ChildRestarts {
 pub struct Report {
     pub kind: ActorKind,
     pub meter: Arc<Meter>,
+    /// The meter as the report was made, this inspection counted.
+    pub handled: u64,
     pub details: serde_json::Value,
     /// A supervisor's restart records of the children it runs now.
     pub children: HashMap<ActorId, ChildRestarts>,
@@ -77,7 +79,14 @@ pub struct Report {
 
 impl Report {
     pub fn new(kind: ActorKind, meter: &Arc<Meter>, details: serde_json::Value) -> Self {
-        Self { kind, meter: Arc::clone(meter), details, children: HashMap::new(), children_restart_with_it: false }
+        Self {
+            kind,
+            meter: Arc::clone(meter),
+            handled: meter.count(),
+            details,
+            children: HashMap::new(),
+            children_restart_with_it: false,
+        }
     }
 
     pub fn supervising(mut self, children: HashMap<ActorId, ChildRestarts>) -> Self {
@@ -122,10 +131,11 @@ impl ActorNode {
 pub fn tree(cell: ActorCell, restarts: ChildRestarts, timeout: Duration) -> BoxFuture<'static, ActorNode> {
     async move {
         let report = report_of(&cell, timeout).await;
+        // The second inspection's turn came after every message that was ahead of it when it was sent.
         let depth = match &report {
             Some(first) => {
                 let before = first.meter.count();
-                report_of(&cell, timeout).await.map(|_| first.meter.count().saturating_sub(before + 1))
+                report_of(&cell, timeout).await.map(|second| second.handled.saturating_sub(before + 1))
             }
             None => None,
         };
