@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, SelectAll};
-use futures::{SinkExt, Stream, StreamExt};
+use futures::{FutureExt, SinkExt, Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -192,7 +192,13 @@ async fn serve(socket: Socket, outgoing: impl Stream<Item = String>, live: &Live
             _ = closing.wait_for(|closing| *closing) => close(1001, "the service is stopping"),
         };
         let last = message.is_close();
-        match tokio::time::timeout(live.send_timeout, sink.send(message)).await {
+        // Most sends complete at once; only one that waits (a client not reading) needs a timer.
+        let mut sending = sink.send(message);
+        let sent = match (&mut sending).now_or_never() {
+            Some(sent) => Ok(sent),
+            None => tokio::time::timeout(live.send_timeout, sending).await,
+        };
+        match sent {
             Ok(Ok(())) if !last => {}
             _ => break,
         }
@@ -220,19 +226,16 @@ fn stock_messages(feeds: Vec<StockFeed>) -> impl Stream<Item = String> {
         updates.push(Box::pin(values));
         latest.insert(id, (feed.stock, feed.window, None::<LiveStock>));
     }
-    stream::unfold((updates, latest, Vec::<String>::new()), |(mut updates, mut latest, mut queued)| async move {
+    // One timer for the next phase change, moved only when that changes (not made anew for every message).
+    let boundary = Boundary { sleep: Box::pin(tokio::time::sleep(Duration::ZERO)), at: None };
+    let state = (updates, latest, Vec::<String>::new(), boundary);
+    stream::unfold(state, |(mut updates, mut latest, mut queued, mut boundary)| async move {
         loop {
             if let Some(message) = queued.pop() {
-                return Some((message, (updates, latest, queued)));
+                return Some((message, (updates, latest, queued, boundary)));
             }
             let now = Timestamp::now();
-            let boundary = latest.values().filter_map(|(_, window, _)| next_boundary(*window, now)).min();
-            let wake = async {
-                match boundary {
-                    Some(at) => tokio::time::sleep(Duration::from_millis((at.millis() - now.millis()) as u64)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            boundary.aim(latest.values().filter_map(|(_, window, _)| next_boundary(*window, now)).min(), now);
             tokio::select! {
                 next = updates.next() => {
                     let (id, value) = next?;
@@ -241,7 +244,8 @@ fn stock_messages(feeds: Vec<StockFeed>) -> impl Stream<Item = String> {
                         queued.push(stock_message(id, *stock, *window, value, Timestamp::now()));
                     }
                 }
-                () = wake => {
+                () = &mut boundary.sleep, if boundary.at.is_some() => {
+                    boundary.at = None;
                     let now = Timestamp::now();
                     for (id, (stock, window, last)) in &latest {
                         if let Some(value) = last {
@@ -252,6 +256,24 @@ fn stock_messages(feeds: Vec<StockFeed>) -> impl Stream<Item = String> {
             }
         }
     })
+}
+
+/// A connection's timer for the next time a sale it watches opens or ends.
+struct Boundary {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    at: Option<Timestamp>,
+}
+
+impl Boundary {
+    fn aim(&mut self, at: Option<Timestamp>, now: Timestamp) {
+        if at != self.at {
+            self.at = at;
+            if let Some(at) = at {
+                let wait = Duration::from_millis(at.millis().saturating_sub(now.millis()).max(0) as u64);
+                self.sleep.as_mut().reset(Instant::now() + wait);
+            }
+        }
+    }
 }
 
 /// When the sale's phase changes next (it opens, or it ends), if it still will.
