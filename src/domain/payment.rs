@@ -131,18 +131,17 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+    const BODY: &[u8] = br#"{"result":"succeeded"}"#;
+
     fn key() -> WebhookKey {
         WebhookKey::new("a shared secret of the service and its provider", Duration::from_secs(300))
     }
 
     #[test]
     fn a_signed_callback_is_believed_within_the_tolerance_and_only_then() {
-        let key = key();
-        let now = Timestamp::from_millis(1_800_000_000_000);
-        let sent = now.millis() / 1000;
-        let body = br#"{"result":"succeeded"}"#;
-        let signature = key.sign(sent, body);
-        let stamp = sent.to_string();
+        let (key, now, sent, body) = (key(), NOW, NOW.millis() / 1000, BODY);
+        let (signature, stamp) = (key.sign(sent, body), sent.to_string());
         assert_eq!(key.verify(Some(&stamp), Some(&signature), body, now), Ok(()));
         let late = Timestamp::from_millis(now.millis() + 301_000);
         assert_eq!(key.verify(Some(&stamp), Some(&signature), body, late), Err(CallbackRefusal::Stale));
@@ -152,12 +151,8 @@ mod tests {
 
     #[test]
     fn a_changed_body_timestamp_or_secret_breaks_the_signature() {
-        let key = key();
-        let now = Timestamp::from_millis(1_800_000_000_000);
-        let sent = now.millis() / 1000;
-        let body = br#"{"result":"succeeded"}"#;
-        let signature = key.sign(sent, body);
-        let stamp = sent.to_string();
+        let (key, now, sent, body) = (key(), NOW, NOW.millis() / 1000, BODY);
+        let (signature, stamp) = (key.sign(sent, body), sent.to_string());
         let refused =
             |timestamp: &str, signature: &str, body: &[u8]| key.verify(Some(timestamp), Some(signature), body, now);
         assert_eq!(refused(&stamp, &signature, br#"{"result":"failed"}"#), Err(CallbackRefusal::BadSignature));

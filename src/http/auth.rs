@@ -67,16 +67,21 @@ impl Tokens {
     }
 }
 
+impl Tokens {
+    /// The caller `token` names, or a 401 if it is invalid or expired.
+    fn check(&self, token: &str) -> Result<Caller, Rejection> {
+        self.verify(token.trim())
+            .ok_or_else(|| warp::reject::custom(Problem::unauthorized("the token is invalid or expired")))
+    }
+}
+
 /// The caller named by a valid `Authorization: Bearer` token, or a 401.
 pub fn caller(tokens: Arc<Tokens>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
         let tokens = Arc::clone(&tokens);
         async move {
             let header = header.ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <token>"))?;
-            header
-                .strip_prefix("Bearer ")
-                .and_then(|token| tokens.verify(token.trim()))
-                .ok_or_else(|| warp::reject::custom(Problem::unauthorized("the token is invalid or expired")))
+            tokens.check(header.strip_prefix("Bearer ").unwrap_or_default())
         }
     })
 }
@@ -102,10 +107,7 @@ pub fn live_caller(tokens: Arc<Tokens>) -> impl Filter<Extract = ((Caller, bool)
                             "send Authorization: Bearer <token>, or the subprotocols seckill.bearer, <token>",
                         )
                     })?;
-                let caller = tokens
-                    .verify(token.trim())
-                    .ok_or_else(|| warp::reject::custom(Problem::unauthorized("the token is invalid or expired")))?;
-                Ok::<_, Rejection>((caller, by_protocol))
+                Ok::<_, Rejection>((tokens.check(token)?, by_protocol))
             }
         })
 }

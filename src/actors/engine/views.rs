@@ -86,11 +86,7 @@ impl Engine {
     pub async fn inspect(&self, id: ProductId) -> Result<AdminView, EngineError> {
         let handle = self.catalog.get(id).ok_or(EngineError::NotFound)?;
         let inspection: Inspection = ask(&handle.actor, ProductMsg::Count).await?;
-        let in_flight = inspection.shards.iter().map(|s| s.in_flight).sum();
-        let reserved = inspection.shards.iter().map(|s| s.reserved).sum();
-        let paid = inspection.shards.iter().map(|s| s.paid).sum();
-        let released = inspection.shards.iter().map(|s| s.released).sum();
-        let available: u64 = inspection.shards.iter().map(|s| s.available).sum();
+        let ShardCounts { available, in_flight, reserved, paid, released, .. } = inspection.totals();
         let summary = summarize(&handle);
         Ok(AdminView {
             invariant_holds: inspection.pool + available + in_flight + reserved + paid == summary.stock_total,
@@ -125,7 +121,7 @@ fn summarize(handle: &ProductHandle) -> ProductSummary {
         name: draft.name.clone(),
         price_cents: draft.price_cents,
         stock_total,
-        available: stock_total.saturating_sub(handle.gauges.taken()),
+        available: handle.gauges.available(stock_total),
         per_user_limit: draft.per_user_limit.get(),
         starts_at: draft.window.starts_at(),
         ends_at: draft.window.ends_at(),

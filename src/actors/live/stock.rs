@@ -45,8 +45,11 @@ impl ProductLive {
         if self.stock.receiver_count() == 0 {
             return false;
         }
-        let available = stock.saturating_sub(gauges.taken());
-        self.publish(LiveStock { available, sold_out: gauges.is_sold_out(), sale: self.sale() })
+        self.publish(LiveStock {
+            available: gauges.available(stock),
+            sold_out: gauges.is_sold_out(),
+            sale: self.sale(),
+        })
     }
 
     /// Publishes `level` if it differs from the last one; true if it did.

@@ -23,6 +23,11 @@ impl Gauges {
         }
     }
 
+    /// What buyers can still get of `stock` units.
+    pub fn available(&self, stock: u64) -> u64 {
+        stock.saturating_sub(self.taken())
+    }
+
     pub fn is_sold_out(&self) -> bool {
         self.sold_out.load(Ordering::Acquire)
     }

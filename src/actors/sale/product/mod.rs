@@ -78,6 +78,24 @@ pub struct Inspection {
     pub snapshot_pending: bool,
 }
 
+impl Inspection {
+    /// Every shard's counts added up (the journal position: the furthest any shard reaches).
+    pub fn totals(&self) -> ShardCounts {
+        self.shards.iter().fold(ShardCounts::default(), |sum, shard| ShardCounts {
+            available: sum.available + shard.available,
+            in_flight: sum.in_flight + shard.in_flight,
+            reserved: sum.reserved + shard.reserved,
+            paid: sum.paid + shard.paid,
+            released: sum.released + shard.released,
+            buyers: sum.buyers + shard.buyers,
+            waiting: sum.waiting + shard.waiting,
+            deadlines: sum.deadlines + shard.deadlines,
+            batch_in_flight: sum.batch_in_flight + shard.batch_in_flight,
+            journal_position: sum.journal_position.max(shard.journal_position),
+        })
+    }
+}
+
 pub type SnapshotReply = RpcReplyPort<Result<(), String>>;
 
 pub enum ProductMsg {
@@ -301,23 +319,23 @@ impl ProductState {
     }
 
     fn report(&self, inspection: Inspection) -> Report {
-        let total = |count: fn(&ShardCounts) -> u64| inspection.shards.iter().map(count).sum::<u64>();
+        let total = inspection.totals();
         let details = serde_json::json!({
             "product_id": self.product.id,
             "name": self.product.draft.name,
             "stock": self.product.draft.stock.get(),
             "sale": self.live.sale(),
             "pool": inspection.pool,
-            "available": inspection.pool + total(|shard| shard.available),
-            "in_flight": total(|shard| shard.in_flight),
-            "reserved": total(|shard| shard.reserved),
-            "paid": total(|shard| shard.paid),
-            "buyers": total(|shard| shard.buyers),
-            "batch_in_flight": total(|shard| shard.batch_in_flight),
+            "available": inspection.pool + total.available,
+            "in_flight": total.in_flight,
+            "reserved": total.reserved,
+            "paid": total.paid,
+            "buyers": total.buyers,
+            "batch_in_flight": total.batch_in_flight,
             "sold_out": inspection.sold_out,
             "snapshot_age_seconds": inspection.snapshot_age_seconds,
             "snapshot_position": inspection.snapshot_position,
-            "journal_position": inspection.shards.iter().map(|shard| shard.journal_position).max(),
+            "journal_position": total.journal_position,
         });
         Report::new(ActorKind::Product, &self.meter, details).children_restart_with_it()
     }
