@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::actors::{BackoffPolicy, EngineSettings, SnapshotPolicy};
+use crate::actors::{BackoffPolicy, EngineSettings, SnapshotPolicy, StockPace};
 use crate::domain::{PaymentWindow, ShardCount};
 use crate::persistence::KafkaConfig;
 
@@ -130,6 +131,7 @@ pub struct LiveSettings {
     pub max_order_subscribers: usize,
     pub max_products_per_subscriber: usize,
     pub stock_interval_ms: u64,
+    pub stock_messages_per_second: u32,
     pub heartbeat_secs: u64,
     pub ping_secs: u64,
     pub send_timeout_ms: u64,
@@ -314,7 +316,10 @@ impl Settings {
             callback_timeout: Duration::from_millis(self.payments.callback_timeout_ms),
             refund_waits: self.compensation.retry_waits().unwrap_or_default(),
             alert_webhook: (!alert.is_empty()).then(|| alert.to_owned()),
-            stock_interval: Duration::from_millis(self.live.stock_interval_ms.max(1)),
+            stock_pace: StockPace {
+                min_gap: Duration::from_millis(self.live.stock_interval_ms.max(1)),
+                messages_per_second: NonZeroU32::new(self.live.stock_messages_per_second).unwrap_or(NonZeroU32::MIN),
+            },
         }
     }
 }

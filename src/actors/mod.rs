@@ -32,7 +32,7 @@ pub use engine::{
 };
 pub use inspect::{ActorKind, ActorNode};
 pub use lifecycle::{JobState, JobView, JobsView};
-pub use live::OrderWatch;
+pub use live::{OrderWatch, StockPace};
 pub use orders::projector::ProjectorStatus;
 pub use sale::product::snapshot_clock::SnapshotPolicy;
 pub use sale::shard::book::{Receipt, ShardCounts};

@@ -216,12 +216,9 @@ fn stock_messages(feeds: Vec<StockFeed>) -> impl Stream<Item = String> {
     let mut latest = BTreeMap::new();
     for feed in feeds {
         let id = feed.product_id;
-        let values = stream::unfold((feed.updates, true), move |(mut rx, first)| async move {
-            if !first {
-                rx.changed().await.ok()?;
-            }
-            let value = *rx.borrow_and_update();
-            Some(((id, value), (rx, false)))
+        let values = stream::unfold((feed.updates, true), move |(mut updates, first)| async move {
+            let value = if first { updates.latest() } else { updates.next().await? };
+            Some(((id, value), (updates, false)))
         });
         updates.push(Box::pin(values));
         latest.insert(id, (feed.stock, feed.window, None::<LiveStock>));

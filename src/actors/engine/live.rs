@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::{ask, Engine, EngineError};
 use crate::actors::inspect::{self, ActorNode, ChildRestarts};
-use crate::actors::live::OrderWatch;
+use crate::actors::live::{OrderWatch, StockWatch};
 use crate::actors::sale::product::ProductMsg;
-use crate::domain::{LiveStock, ProductId, SaleState, SaleWindow, UserId};
+use crate::domain::{ProductId, SaleState, SaleWindow, UserId};
 
 /// How long each actor has to answer an inspection before it is listed without its details.
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -19,7 +17,7 @@ pub struct StockFeed {
     pub product_id: ProductId,
     pub stock: u64,
     pub window: SaleWindow,
-    pub updates: watch::Receiver<LiveStock>,
+    pub updates: StockWatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -36,8 +34,7 @@ impl Engine {
         let handle = self.catalog.get(product)?;
         let draft = &handle.product.draft;
         let stock = u64::from(draft.stock.get());
-        let updates = handle.live.subscribe();
-        handle.live.refresh(stock, &handle.gauges);
+        let updates = handle.live.subscribe(stock, &handle.gauges);
         Some(StockFeed { product_id: product, stock, window: draft.window, updates })
     }
 
@@ -82,7 +79,7 @@ mod tests {
     use super::super::PurchaseError;
     use super::*;
     use crate::actors::inspect::ActorKind;
-    use crate::domain::{Quantity, Step};
+    use crate::domain::{LiveStock, Quantity, Step};
     use crate::persistence::Journal;
 
     fn user(id: i64) -> UserId {
@@ -128,9 +125,8 @@ mod tests {
 
         assert_eq!(engine.switch_sale(product, SaleState::Paused).await.unwrap(), SaleState::Paused);
         assert_eq!(engine.purchase(product, user(1), one, None).await, Err(PurchaseError::SalePaused));
-        feed.updates.changed().await.unwrap();
         assert_eq!(
-            *feed.updates.borrow_and_update(),
+            feed.updates.next().await.unwrap(),
             LiveStock { available: 10, sold_out: false, sale: SaleState::Paused }
         );
 
@@ -140,10 +136,10 @@ mod tests {
 
         engine.switch_sale(product, SaleState::Open).await.unwrap();
         engine.purchase(product, user(1), one, None).await.expect("sales go on");
-        until("the feed shows the sale", || async {
-            feed.updates.borrow().available == 9 && feed.updates.borrow().sale == SaleState::Open
-        })
-        .await;
+        let mut latest = feed.updates.latest();
+        while latest != (LiveStock { available: 9, sold_out: false, sale: SaleState::Open }) {
+            latest = feed.updates.next().await.unwrap();
+        }
         engine.shutdown().await;
     }
 

@@ -26,7 +26,7 @@ pub use self::purchase::PurchaseError;
 pub use self::views::{AdminView, ProductSummary, SnapshotHealth};
 use super::journal::Appender;
 use super::lifecycle::{DeadLetterOffice, JobLink, LifecycleDeps, LifecycleSettings, Pay, Refund};
-use super::live::OrderFeed;
+use super::live::{OrderFeed, StockPace};
 use super::orders::projector::ProjectorLink;
 use super::root::{RootArgs, RootMsg, RootSupervisor};
 use super::sale::catalog::Catalog;
@@ -53,8 +53,8 @@ pub struct EngineSettings {
     pub refund_waits: Vec<Duration>,
     /// Called with each dead letter, if set.
     pub alert_webhook: Option<String>,
-    /// How often each product publishes its live stock, at most.
-    pub stock_interval: Duration,
+    /// How often products publish their live stock.
+    pub stock_pace: StockPace,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,7 @@ impl Engine {
             snapshot_failures: AtomicU64::new(0),
             refunds: Arc::clone(&refunds),
             orders: Arc::clone(&orders),
-            stock_interval: settings.stock_interval,
+            stock_pace: settings.stock_pace,
         });
         let projection = Arc::clone(&journal.projection);
         let args = RootArgs {

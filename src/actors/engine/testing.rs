@@ -8,6 +8,7 @@ use std::time::Duration;
 use ractor::ActorCell;
 
 use super::{Engine, EngineSettings};
+use crate::actors::live::StockPace;
 use crate::actors::sale::product::snapshot_clock::SnapshotPolicy;
 use crate::actors::supervision::BackoffPolicy;
 use crate::domain::{
@@ -88,7 +89,10 @@ pub fn settings() -> EngineSettings {
         callback_timeout: Duration::from_secs(2),
         refund_waits: vec![Duration::from_millis(20), Duration::from_millis(40)],
         alert_webhook: None,
-        stock_interval: Duration::from_millis(20),
+        stock_pace: StockPace {
+            min_gap: Duration::from_millis(20),
+            messages_per_second: std::num::NonZeroU32::new(100_000).unwrap(),
+        },
     }
 }
 

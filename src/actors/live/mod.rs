@@ -4,7 +4,9 @@
 //! reader hold a writer back.
 
 mod orders;
+mod pace;
 mod stock;
 
 pub use orders::{OrderFeed, OrderWatch};
-pub use stock::ProductLive;
+pub use pace::{Pace, StockPace};
+pub use stock::{Audience, ProductLive, StockWatch};

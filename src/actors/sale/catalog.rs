@@ -13,7 +13,7 @@ use super::gauges::Gauges;
 use super::product::ProductMsg;
 use super::shard::book::{ActRefusal, OrderAct, OrderRequest};
 use super::shard::ShardMsg;
-use crate::actors::live::ProductLive;
+use crate::actors::live::{Audience, ProductLive};
 use crate::domain::{Order, OrderId, Product, ProductId, UserId};
 
 /// One running product.
@@ -38,6 +38,8 @@ pub struct Catalog {
     products: RwLock<BTreeMap<ProductId, Arc<ProductHandle>>>,
     /// Each product's feed and sale switch, kept across the restarts of its actors and of their supervisor.
     live: Mutex<HashMap<ProductId, Arc<ProductLive>>>,
+    /// Everyone watching any product's stock.
+    audience: Arc<Audience>,
 }
 
 impl Catalog {
@@ -58,7 +60,7 @@ impl Catalog {
     /// `id`'s feed and switch, made the first time a product of that id starts.
     pub fn live_of(&self, id: ProductId) -> Arc<ProductLive> {
         let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Arc::clone(live.entry(id).or_default())
+        Arc::clone(live.entry(id).or_insert_with(|| Arc::new(ProductLive::new(Arc::clone(&self.audience)))))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ProductId, Arc<ProductHandle>>> {

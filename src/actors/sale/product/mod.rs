@@ -25,7 +25,7 @@ use super::shard::{PoolRequest, ShardArgs, ShardMsg, StockShard};
 use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
 use crate::actors::journal::Appender;
 use crate::actors::lifecycle::{JobLink, Refund};
-use crate::actors::live::{OrderFeed, ProductLive};
+use crate::actors::live::{OrderFeed, Pace, ProductLive, StockPace};
 use crate::domain::{Position, Product, Reservation, SaleState, StockSnapshot, Timeline};
 use crate::persistence::{JournalReplay, SnapshotError, SnapshotStore};
 
@@ -41,8 +41,8 @@ pub struct ProductDeps {
     pub refunds: Arc<JobLink<Refund>>,
     /// Where shards tell buyers of their orders' changes.
     pub orders: Arc<OrderFeed>,
-    /// How often a product publishes its live stock (when it changed).
-    pub stock_interval: Duration,
+    /// How often products publish their live stock.
+    pub stock_pace: StockPace,
 }
 
 pub struct ProductActor;
@@ -63,6 +63,7 @@ pub struct ProductState {
     shards: Vec<ActorRef<ShardMsg>>,
     gauges: Arc<Gauges>,
     live: Arc<ProductLive>,
+    pace: Pace,
     snapshot: SnapshotClock,
     meter: Arc<Meter>,
 }
@@ -190,6 +191,7 @@ impl Actor for ProductActor {
         let mut state = ProductState {
             snapshot: SnapshotClock::new(taken, recovered.position.get(), Instant::now()),
             product,
+            pace: Pace::new(deps.stock_pace),
             deps,
             book,
             shards,
@@ -201,7 +203,7 @@ impl Actor for ProductActor {
         state.perform(opening).await?;
         state.publish();
         myself.send_interval(Duration::from_secs(1), || ProductMsg::Tick);
-        myself.send_interval(state.deps.stock_interval, || ProductMsg::Publish);
+        myself.send_interval(state.deps.stock_pace.tick(), || ProductMsg::Publish);
         tracing::info!(
             product = %state.product.id, orders = order_count, taken, pool = state.book.units(),
             position = recovered.position.get(), took_ms = started.elapsed().as_millis() as u64, "product recovered"
@@ -244,7 +246,7 @@ impl Actor for ProductActor {
                     tracing::info!(product = %state.product.id, sale = ?sale, "sale switched");
                 }
                 state.live.set_sale(sale);
-                state.publish();
+                state.live.announce(state.stock(), &state.gauges);
                 let _ = reply.send(sale);
             }
             ProductMsg::Inspect(reply) => {
@@ -340,9 +342,13 @@ impl ProductState {
         Report::new(ActorKind::Product, &self.meter, details).children_restart_with_it()
     }
 
-    /// Publishes what buyers can still get, if it changed since the last time.
-    fn publish(&self) {
-        self.live.refresh(u64::from(self.product.draft.stock.get()), &self.gauges);
+    /// Publishes what buyers can still get, if it changed and the feed's pace allows.
+    fn publish(&mut self) {
+        self.live.refresh(self.stock(), &self.gauges, &mut self.pace, Instant::now());
+    }
+
+    fn stock(&self) -> u64 {
+        u64::from(self.product.draft.stock.get())
     }
 
     /// Carries out the book's commands; a surrender's answer goes back to the book, which may command more.
