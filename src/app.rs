@@ -13,7 +13,7 @@ use crate::actors::{Engine, EngineError};
 use crate::config::{JournalBackend, PaymentProvider, Settings, SnapshotBackend};
 use crate::domain::{PlainPassword, Username, WebhookKey};
 use crate::gateway::{PaymentGateway, SimulatedGateway, SimulatorKnobs};
-use crate::http::{self, AppState, Live, Tokens};
+use crate::http::{self, AppState, LimitError, Live, RateLimits, Tokens};
 use crate::persistence::{
     Database, DbError, Journal, JournalError, KafkaConfig, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal,
     SqlSnapshots,
@@ -31,6 +31,8 @@ pub enum StartError {
     Journal(#[from] JournalError),
     #[error("admin account: {0}")]
     Admin(String),
+    #[error("rate limits: {0}")]
+    Limits(#[from] LimitError),
     #[error("cannot start the live connections' runtime: {0}")]
     Live(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -67,6 +69,7 @@ impl App {
         let gateway = payment_gateway(settings, addr, Arc::clone(&webhook));
         let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, gateway, settings.engine()).await?);
         let closing = watch::Sender::new(false);
+        let limits = Arc::new(RateLimits::new(settings.limits.buckets(), settings.limits.max_keys)?);
         let state = AppState {
             engine: Arc::clone(&engine),
             accounts,
@@ -79,7 +82,9 @@ impl App {
             body_limit: settings.server.body_limit_bytes,
             webhook,
             live: Arc::new(Live::new(&settings.live, closing.subscribe()).map_err(StartError::Live)?),
+            limits: Arc::clone(&limits),
         };
+        tokio::spawn(limits.sweep(Duration::from_millis(settings.limits.sweep_ms.max(1)), closing.subscribe()));
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(http::serve(listener, http::routes(state), async move {
             let _ = stopped.await;

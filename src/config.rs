@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::actors::{BackoffPolicy, EngineSettings, SnapshotPolicy, StockPace};
 use crate::domain::{PaymentWindow, ShardCount};
+use crate::http::{Limit, LimitSettings};
 use crate::persistence::KafkaConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +26,7 @@ pub struct Settings {
     pub payments: PaymentSettings,
     pub compensation: CompensationSettings,
     pub live: LiveSettings,
+    pub limits: LimitsSettings,
     pub auth: AuthSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
@@ -121,6 +123,22 @@ pub struct SaleSettings {
     pub payment_window_secs: PaymentWindow,
     pub purchase_timeout_ms: u64,
     pub default_shards: u32,
+}
+
+/// Rate limits: the buckets an admin may replace at runtime, and the bounds of their keys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitsSettings {
+    pub global: Limit,
+    pub user: Limit,
+    pub ip: Limit,
+    pub max_keys: usize,
+    pub sweep_ms: u64,
+}
+
+impl LimitsSettings {
+    pub fn buckets(&self) -> LimitSettings {
+        LimitSettings { global: self.global, user: self.user, ip: self.ip }
+    }
 }
 
 /// The WebSocket feeds (`/ws/stock`, `/ws/orders`).

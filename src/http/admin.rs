@@ -10,6 +10,7 @@ use warp::Reply;
 
 use super::auth::Caller;
 use super::extract::segment;
+use super::limits::LimitSettings;
 use super::problem::Problem;
 use super::AppState;
 use crate::accounts::AccountsError;
@@ -75,6 +76,17 @@ pub async fn projector(state: Arc<AppState>, _: Caller) -> Result<Response, Prob
 }
 
 /// Every supervisor's restarts: per child, its restarts, failures counted against its budget, the latest delay.
+pub async fn limits(state: Arc<AppState>, _: Caller) -> Result<Response, Problem> {
+    Ok(warp::reply::json(&state.limits.settings()).into_response())
+}
+
+/// `PUT /api/v1/admin/limits`: every limit at once; the buckets start full.
+pub async fn set_limits(state: Arc<AppState>, _: Caller, limits: LimitSettings) -> Result<Response, Problem> {
+    state.limits.replace(limits).map_err(|err| Problem::invalid(err.to_string()).with("field", "burst"))?;
+    tracing::info!(?limits, "rate limits replaced");
+    Ok(warp::reply::json(&limits).into_response())
+}
+
 pub async fn supervision(state: Arc<AppState>, _: Caller) -> Result<Response, Problem> {
     Ok(warp::reply::json(&state.engine.supervision().await?).into_response())
 }

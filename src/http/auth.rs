@@ -1,6 +1,7 @@
 //! Accounts and tokens: register and login (the `Accounts` service checks the passwords), HS256 JWTs with an
 //! expiry, and the filters that turn a bearer token into the caller — or into a 401/403 problem.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,14 +131,24 @@ pub struct Credentials {
     password: PlainPassword,
 }
 
-pub async fn register(state: Arc<AppState>, credentials: Credentials) -> Result<Response, Problem> {
+pub async fn register(
+    state: Arc<AppState>,
+    client: Option<IpAddr>,
+    credentials: Credentials,
+) -> Result<Response, Problem> {
+    state.limits.check(client, None)?;
     let Credentials { username, password } = credentials;
     let user_id = state.accounts.register(username.clone(), password).await?;
     let body = serde_json::json!({ "user_id": user_id, "username": username });
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
 }
 
-pub async fn login(state: Arc<AppState>, credentials: Credentials) -> Result<Response, Problem> {
+pub async fn login(
+    state: Arc<AppState>,
+    client: Option<IpAddr>,
+    credentials: Credentials,
+) -> Result<Response, Problem> {
+    state.limits.check(client, None)?;
     let Credentials { username, password } = credentials;
     let (user, role) = state.accounts.login(username, password).await?;
     Ok(warp::reply::json(&state.tokens.issue(user, role)?).into_response())

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod extract;
 mod jwt;
+mod limits;
 mod live;
 mod ops;
 mod orders;
@@ -25,6 +26,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 pub use auth::Tokens;
+pub use limits::{Limit, LimitError, LimitSettings, RateLimits};
 pub use live::Live;
 pub use problem::Problem;
 
@@ -44,6 +46,7 @@ pub struct AppState {
     /// The secret shared with the payment provider, for its callbacks.
     pub webhook: Arc<WebhookKey>,
     pub live: Arc<Live>,
+    pub limits: Arc<RateLimits>,
 }
 
 /// Every route of the service. Handlers share one `AppState` behind an `Arc`: cloning it for each request is one
@@ -112,9 +115,15 @@ fn page_routes() -> BoxedFilter<(Response,)> {
 }
 
 fn auth_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let register =
-        warp::path!("register").and(warp::post()).and(with(state.clone())).and(body(&state)).then(auth::register);
-    let login = warp::path!("login").and(warp::post()).and(with(state.clone())).and(body(&state)).then(auth::login);
+    let client = warp::addr::remote().map(|client: Option<std::net::SocketAddr>| client.map(|client| client.ip()));
+    let register = warp::path!("register")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(client)
+        .and(body(&state))
+        .then(auth::register);
+    let login =
+        warp::path!("login").and(warp::post()).and(with(state.clone())).and(client).and(body(&state)).then(auth::login);
     register.map(respond).or(login.map(respond)).unify().boxed()
 }
 
@@ -130,10 +139,11 @@ fn product_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with(state.clone()))
         .and(caller)
+        .and(warp::addr::remote())
         .and(warp::header::optional::<String>("idempotency-key"))
         .and(warp::body::content_length_limit(state.body_limit))
         .and(warp::body::bytes())
-        .then(|id, state, caller, key, body| sales::purchase(state, id, caller, key, body))
+        .then(|id, state, caller, client, key, body| sales::purchase(state, id, caller, client, key, body))
         .map(respond);
     purchase.or(show).unify().or(list).unify().boxed()
 }
@@ -261,6 +271,13 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .map(respond);
     let projector =
         warp::path!("projector").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::projector);
+    let limits = warp::path!("limits").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::limits);
+    let set_limits = warp::path!("limits")
+        .and(warp::put())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .and(body(&state))
+        .then(admin::set_limits);
     let supervision = warp::path!("supervision")
         .and(warp::get())
         .and(with(state.clone()))
@@ -283,6 +300,10 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(projector.map(respond))
         .unify()
         .or(supervision)
+        .unify()
+        .or(limits.map(respond))
+        .unify()
+        .or(set_limits.map(respond))
         .unify()
         .or(bulk.map(respond))
         .unify()

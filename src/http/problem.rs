@@ -7,6 +7,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use super::limits::Refused;
 use crate::accounts::AccountsError;
 use crate::actors::{EngineError, OrderStepError, PurchaseError};
 use crate::domain::ParseError;
@@ -94,6 +95,20 @@ impl Reply for Problem {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+impl From<Refused> for Problem {
+    fn from(refused: Refused) -> Self {
+        let detail = match refused.scope {
+            "user" => "too many requests from this account; slow down",
+            "ip" => "too many requests from this address; slow down",
+            _ => "the service is taking all the requests it can; try again shortly",
+        };
+        let secs = refused.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", detail)
+            .with("scope", refused.scope)
+            .retry_after(secs)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The public side of a sale: product listings with live stock, and the purchase endpoint — the hot path, which
 //! parses, asks the buyer's shard and maps the answer, nothing more.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -44,9 +45,11 @@ pub async fn purchase(
     state: Arc<AppState>,
     id: String,
     caller: Caller,
+    client: Option<SocketAddr>,
     key: Option<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
+    state.limits.check(client.map(|client| client.ip()), Some(caller.user))?;
     let product: ProductId = segment(&id)?;
     let key = key.map(IdempotencyKey::try_from).transpose()?;
     let quantity = if body.iter().all(u8::is_ascii_whitespace) {
