@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::accounts::{Accounts, AccountsError};
+use crate::accounts::{Accounts, AccountsError, HashPool};
 use crate::actors::{Engine, EngineError};
 use crate::config::{JournalBackend, PaymentProvider, Settings, SnapshotBackend};
 use crate::domain::{PlainPassword, Username, WebhookKey};
@@ -31,6 +31,8 @@ pub enum StartError {
     Journal(#[from] JournalError),
     #[error("admin account: {0}")]
     Admin(String),
+    #[error("cannot start the password hashing threads: {0}")]
+    Hashing(std::io::Error),
     #[error("rate limits: {0}")]
     Limits(#[from] LimitError),
     #[error("cannot start the live connections' runtime: {0}")]
@@ -184,7 +186,8 @@ async fn open_accounts(db: &Database, settings: &Settings) -> Result<Accounts, S
     let name = Username::try_from(settings.admin.username.clone()).map_err(|err| StartError::Admin(err.to_string()))?;
     let password = PlainPassword::try_from(settings.admin.password.expose().to_owned())
         .map_err(|err| StartError::Admin(err.to_string()))?;
-    Accounts::bootstrap(db.clone(), name, password).await.map_err(|err| match err {
+    let hashing = HashPool::new(settings.auth.hash_threads(), settings.auth.hash_queue).map_err(StartError::Hashing)?;
+    Accounts::bootstrap(db.clone(), hashing, name, password).await.map_err(|err| match err {
         AccountsError::Database(err) => StartError::Database(err),
         other => StartError::Admin(other.to_string()),
     })

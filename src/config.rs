@@ -131,13 +131,21 @@ pub struct LimitsSettings {
     pub global: Limit,
     pub user: Limit,
     pub ip: Limit,
+    pub login_ip: Limit,
+    pub login_user: Limit,
     pub max_keys: usize,
     pub sweep_ms: u64,
 }
 
 impl LimitsSettings {
     pub fn buckets(&self) -> LimitSettings {
-        LimitSettings { global: self.global, user: self.user, ip: self.ip }
+        LimitSettings {
+            global: self.global,
+            user: self.user,
+            ip: self.ip,
+            login_ip: self.login_ip,
+            login_user: self.login_user,
+        }
     }
 }
 
@@ -218,6 +226,19 @@ impl CompensationSettings {
 pub struct AuthSettings {
     pub jwt_secret: Secret,
     pub token_ttl_secs: u64,
+    /// Password hashing threads; 0 means a quarter of the cores (at least one).
+    pub hash_threads: usize,
+    /// Logins and registrations that may wait for a hashing thread; past this they are refused at once.
+    pub hash_queue: usize,
+}
+
+impl AuthSettings {
+    pub fn hash_threads(&self) -> usize {
+        match self.hash_threads {
+            0 => std::thread::available_parallelism().map_or(1, |cores| cores.get() / 4).max(1),
+            threads => threads,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,6 +12,7 @@ mod parse;
 mod payment;
 mod product;
 mod quantity;
+mod standing;
 
 pub use account::{PasswordHash, PlainPassword, Role, Username};
 pub use clock::Timestamp;
@@ -25,3 +26,4 @@ pub use parse::ParseError;
 pub use payment::{CallbackRefusal, ChargeResult, PaymentCallback, PaymentOrder, WebhookKey};
 pub use product::{Product, ProductDraft, SalePhase, SaleWindow};
 pub use quantity::{PaymentWindow, PerUserLimit, Quantity, ShardCount, StockLevel};
+pub use standing::{Ban, BanEnd, BanReason, BanSubject, TokenVersion};

@@ -13,11 +13,11 @@ use super::extract::segment;
 use super::limits::LimitSettings;
 use super::problem::Problem;
 use super::AppState;
-use crate::accounts::AccountsError;
+use crate::accounts::{AccountsError, Identity};
 use crate::actors::KillError;
 use crate::domain::{
-    PaymentWindow, PerUserLimit, ProductDraft, ProductId, Role, SaleState, SaleWindow, ShardCount, StockLevel,
-    Timestamp, Username,
+    Ban, BanEnd, BanReason, BanSubject, PaymentWindow, PerUserLimit, ProductDraft, ProductId, Role, SaleState,
+    SaleWindow, ShardCount, StockLevel, Timestamp, TokenVersion, UserId, Username,
 };
 
 /// How long a sale lasts when the admin gives no end.
@@ -153,10 +153,89 @@ pub async fn bulk_accounts(state: Arc<AppState>, _: Caller, body: BulkAccounts) 
     let users = ids
         .into_iter()
         .map(|id| {
-            let token = state.tokens.issue(id, Role::Customer)?;
+            let identity = Identity { user: id, role: Role::Customer, token_version: TokenVersion::default() };
+            let token = state.tokens.issue(identity)?;
             Ok(serde_json::json!({ "user_id": id, "access_token": token.access_token }))
         })
         .collect::<Result<Vec<_>, Problem>>()?;
     let body = serde_json::json!({ "users": users });
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
+}
+
+/// `POST /api/v1/admin/users/{id}/revoke-tokens`: every token of the account issued so far stops working.
+pub async fn revoke_tokens(state: Arc<AppState>, id: String, _: Caller) -> Result<Response, Problem> {
+    let user: UserId = segment(&id)?;
+    let version = state.accounts.revoke_tokens(user).await?;
+    tracing::info!(user = %user, "an admin revoked an account's tokens");
+    Ok(warp::reply::json(&serde_json::json!({ "user_id": user, "token_version": version })).into_response())
+}
+
+/// A blacklist entry as an admin sends it: exactly one of `user_id` and `ip`, an optional end and reason.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBan {
+    user_id: Option<UserId>,
+    ip: Option<String>,
+    until: Option<Timestamp>,
+    reason: Option<BanReason>,
+}
+
+/// A blacklist entry as an admin reads it.
+#[derive(serde::Serialize)]
+struct BanView {
+    kind: &'static str,
+    subject: String,
+    until: Option<Timestamp>,
+    reason: Option<BanReason>,
+    created_at: Timestamp,
+}
+
+impl From<Ban> for BanView {
+    fn from(ban: Ban) -> Self {
+        Self {
+            kind: ban.subject.kind(),
+            subject: ban.subject.subject(),
+            until: ban.end.until(),
+            reason: ban.reason,
+            created_at: ban.created_at,
+        }
+    }
+}
+
+/// `GET /api/v1/admin/blacklist`: every ban in force.
+pub async fn bans(state: Arc<AppState>, _: Caller) -> Result<Response, Problem> {
+    let bans: Vec<BanView> = state.accounts.bans().await?.into_iter().map(BanView::from).collect();
+    Ok(warp::reply::json(&serde_json::json!({ "entries": bans })).into_response())
+}
+
+/// `POST /api/v1/admin/blacklist`: bans a user or an address, until `until` or until removed; in force at once.
+pub async fn ban(state: Arc<AppState>, _: Caller, body: NewBan) -> Result<Response, Problem> {
+    let subject = match (body.user_id, body.ip) {
+        (Some(user), None) => BanSubject::User(user),
+        (None, Some(ip)) => BanSubject::ip(&ip)?,
+        _ => return Err(Problem::invalid("give exactly one of user_id and ip").with("field", "user_id")),
+    };
+    let now = Timestamp::now();
+    let end = match body.until {
+        None => BanEnd::Never,
+        Some(until) if until > now => BanEnd::At(until),
+        Some(_) => return Err(Problem::invalid("until must be in the future").with("field", "until")),
+    };
+    let ban = Ban { subject, end, reason: body.reason, created_at: now };
+    state.accounts.ban(ban.clone()).await.map_err(|err| match err {
+        AccountsError::NoAccount => Problem::not_found("no such user"),
+        other => other.into(),
+    })?;
+    tracing::info!(kind = subject.kind(), "an admin added a blacklist entry");
+    Ok(warp::reply::with_status(warp::reply::json(&BanView::from(ban)), StatusCode::CREATED).into_response())
+}
+
+/// `DELETE /api/v1/admin/blacklist/{user|ip}/{subject}`: lifts a ban at once.
+pub async fn unban(state: Arc<AppState>, kind: String, subject: String, _: Caller) -> Result<Response, Problem> {
+    let subject = BanSubject::parse(&kind, &subject)?;
+    if state.accounts.unban(subject).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(Problem::not_found("no such blacklist entry"))
+    }
 }

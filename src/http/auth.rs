@@ -1,5 +1,7 @@
-//! Accounts and tokens: register and login (the `Accounts` service checks the passwords), HS256 JWTs with an
-//! expiry, and the filters that turn a bearer token into the caller — or into a 401/403 problem.
+//! Accounts and tokens: register, login and password changes (the `Accounts` service checks the passwords), HS256
+//! JWTs with an expiry and the account's token version, and the filters that turn a bearer token into the caller —
+//! or into a 401/403 problem. A token is checked against the in-memory account cache on every request: a token for
+//! no account, or of a version the account has since raised, is refused at once.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,19 +15,29 @@ use warp::{Filter, Rejection, Reply};
 use super::jwt::Hs256;
 use super::problem::Problem;
 use super::AppState;
-use crate::domain::{PlainPassword, Role, Timestamp, UserId, Username};
+use crate::accounts::{check_ban, Blacklisted, Identity};
+use crate::domain::{BanEnd, PlainPassword, Role, Timestamp, TokenVersion, UserId, Username};
 
-/// Who is calling, as the token says.
+/// Who is calling, as the token says and the account cache confirms, with any ban on them as it stood then.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub user: UserId,
     pub role: Role,
+    ban: Option<BanEnd>,
+}
+
+impl Caller {
+    /// Refuses a banned caller (a ban that has ended lets them through).
+    pub fn unbanned(&self) -> Result<(), Blacklisted> {
+        check_ban(self.user, self.ban, Timestamp::now)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
     role: Role,
+    ver: TokenVersion,
     iat: i64,
     exp: i64,
 }
@@ -52,37 +64,50 @@ impl Tokens {
         Self { jwt: Hs256::new(secret.as_bytes()), ttl }
     }
 
-    pub fn issue(&self, user: UserId, role: Role) -> Result<IssuedToken, Problem> {
+    pub fn issue(&self, identity: Identity) -> Result<IssuedToken, Problem> {
         let now = Timestamp::now().unix_secs();
-        let claims = Claims { sub: user.to_string(), role, iat: now, exp: now + self.ttl.as_secs() as i64 };
+        let claims = Claims {
+            sub: identity.user.to_string(),
+            role: identity.role,
+            ver: identity.token_version,
+            iat: now,
+            exp: now + self.ttl.as_secs() as i64,
+        };
         let access_token = self.jwt.sign(&claims).map_err(|err| Problem::backend(&err))?;
         Ok(IssuedToken { access_token, token_type: "Bearer", expires_in: self.ttl.as_secs() })
     }
 
-    fn verify(&self, token: &str) -> Option<Caller> {
+    /// Who `token` was issued to, if it is signed here and unexpired.
+    fn verify(&self, token: &str) -> Option<Identity> {
         let claims: Claims = self.jwt.verify(token).ok()?;
         if claims.exp + LEEWAY_SECS < Timestamp::now().unix_secs() {
             return None;
         }
-        Some(Caller { user: claims.sub.parse().ok()?, role: claims.role })
+        Some(Identity { user: claims.sub.parse().ok()?, role: claims.role, token_version: claims.ver })
     }
 }
 
-impl Tokens {
-    /// The caller `token` names, or a 401 if it is invalid or expired.
-    fn check(&self, token: &str) -> Result<Caller, Rejection> {
-        self.verify(token.trim())
-            .ok_or_else(|| warp::reject::custom(Problem::unauthorized("the token is invalid or expired")))
-    }
+/// The caller `token` names, or a 401 if it is invalid, expired, names no account or has been revoked.
+fn check(state: &AppState, token: &str) -> Result<Caller, Rejection> {
+    let identity = state
+        .tokens
+        .verify(token.trim())
+        .ok_or_else(|| warp::reject::custom(Problem::unauthorized("the token is invalid or expired")))?;
+    let ban = state
+        .accounts
+        .cache()
+        .recognise(identity.user, identity.role, identity.token_version)
+        .map_err(|refusal| warp::reject::custom(Problem::unauthorized(refusal.to_string())))?;
+    Ok(Caller { user: identity.user, role: identity.role, ban })
 }
 
 /// The caller named by a valid `Authorization: Bearer` token, or a 401.
-pub fn caller(tokens: Arc<Tokens>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+pub fn caller(state: Arc<AppState>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
-        let tokens = Arc::clone(&tokens);
+        let state = Arc::clone(&state);
         async move {
             let header = header.ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <token>"))?;
-            tokens.check(header.strip_prefix("Bearer ").unwrap_or_default())
+            check(&state, header.strip_prefix("Bearer ").unwrap_or_default())
         }
     })
 }
@@ -90,11 +115,11 @@ pub fn caller(tokens: Arc<Tokens>) -> impl Filter<Extract = (Caller,), Error = R
 /// The caller of a WebSocket: `Authorization: Bearer <token>`, or for a browser (which cannot set headers on a
 /// WebSocket) the subprotocols `seckill.bearer, <token>`; with whether the subprotocol carried it (the answer must
 /// then name the subprotocol).
-pub fn live_caller(tokens: Arc<Tokens>) -> impl Filter<Extract = ((Caller, bool),), Error = Rejection> + Clone {
+pub fn live_caller(state: Arc<AppState>) -> impl Filter<Extract = ((Caller, bool),), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::header::optional::<String>("sec-websocket-protocol"))
         .and_then(move |header: Option<String>, protocols: Option<String>| {
-            let tokens = Arc::clone(&tokens);
+            let state = Arc::clone(&state);
             async move {
                 let from_header =
                     header.as_deref().and_then(|header| header.strip_prefix("Bearer ")).map(|t| (t, false));
@@ -108,14 +133,14 @@ pub fn live_caller(tokens: Arc<Tokens>) -> impl Filter<Extract = ((Caller, bool)
                             "send Authorization: Bearer <token>, or the subprotocols seckill.bearer, <token>",
                         )
                     })?;
-                Ok::<_, Rejection>((tokens.check(token)?, by_protocol))
+                Ok::<_, Rejection>((check(&state, token)?, by_protocol))
             }
         })
 }
 
 /// Like `caller`, but only for admins (403 for anyone else).
-pub fn admin(tokens: Arc<Tokens>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
-    caller(tokens).and_then(|caller: Caller| async move {
+pub fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    caller(state).and_then(|caller: Caller| async move {
         if caller.role == Role::Admin {
             Ok(caller)
         } else {
@@ -131,12 +156,28 @@ pub struct Credentials {
     password: PlainPassword,
 }
 
+/// `POST /api/v1/auth/password`: the new password's body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: PlainPassword,
+    new_password: PlainPassword,
+}
+
+/// Refuses a banned client address and then one past its rate limits: before any password is hashed.
+fn admit(state: &AppState, client: Option<IpAddr>) -> Result<(), Problem> {
+    if let Some(ip) = client {
+        state.accounts.cache().admit_ip(ip, Timestamp::now)?;
+    }
+    Ok(state.limits.check(client, None)?)
+}
+
 pub async fn register(
     state: Arc<AppState>,
     client: Option<IpAddr>,
     credentials: Credentials,
 ) -> Result<Response, Problem> {
-    state.limits.check(client, None)?;
+    admit(&state, client)?;
     let Credentials { username, password } = credentials;
     let user_id = state.accounts.register(username.clone(), password).await?;
     let body = serde_json::json!({ "user_id": user_id, "username": username });
@@ -148,10 +189,24 @@ pub async fn login(
     client: Option<IpAddr>,
     credentials: Credentials,
 ) -> Result<Response, Problem> {
-    state.limits.check(client, None)?;
+    admit(&state, client)?;
     let Credentials { username, password } = credentials;
-    let (user, role) = state.accounts.login(username, password).await?;
-    Ok(warp::reply::json(&state.tokens.issue(user, role)?).into_response())
+    state.limits.check_login(client, username.as_str())?;
+    let identity = state.accounts.login(username, password).await?;
+    Ok(warp::reply::json(&state.tokens.issue(identity)?).into_response())
+}
+
+/// Changes the caller's password, which revokes every token issued before; answers with a new token.
+pub async fn change_password(
+    state: Arc<AppState>,
+    caller: Caller,
+    client: Option<IpAddr>,
+    change: PasswordChange,
+) -> Result<Response, Problem> {
+    state.limits.check(client, Some(caller.user))?;
+    let PasswordChange { current_password, new_password } = change;
+    let identity = state.accounts.change_password(caller.user, current_password, new_password).await?;
+    Ok(warp::reply::json(&state.tokens.issue(identity)?).into_response())
 }
 
 #[cfg(test)]
@@ -162,16 +217,20 @@ mod tests {
         Tokens::new("a-test-secret-of-at-least-thirty-two-bytes", Duration::from_secs(60))
     }
 
+    fn identity(role: Role) -> Identity {
+        Identity { user: UserId::try_from(7).unwrap(), role, token_version: TokenVersion::default().next() }
+    }
+
     fn token_expiring_at(tokens: &Tokens, exp: i64) -> String {
-        tokens.jwt.sign(&Claims { sub: "7".into(), role: Role::Customer, iat: exp - 60, exp }).unwrap()
+        let claims = Claims { sub: "7".into(), role: Role::Customer, ver: TokenVersion::default(), iat: exp - 60, exp };
+        tokens.jwt.sign(&claims).unwrap()
     }
 
     #[test]
-    fn an_issued_token_names_its_caller() {
+    fn an_issued_token_names_its_caller_and_version() {
         let tokens = tokens();
-        let issued = tokens.issue(UserId::try_from(7).unwrap(), Role::Admin).unwrap();
-        let caller = tokens.verify(&issued.access_token).unwrap();
-        assert_eq!((caller.user, caller.role), (UserId::try_from(7).unwrap(), Role::Admin));
+        let issued = tokens.issue(identity(Role::Admin)).unwrap();
+        assert_eq!(tokens.verify(&issued.access_token), Some(identity(Role::Admin)));
     }
 
     #[test]
@@ -180,8 +239,6 @@ mod tests {
         let now = Timestamp::now().unix_secs();
         assert!(tokens.verify(&token_expiring_at(&tokens, now - 1)).is_some(), "within the leeway");
         assert!(tokens.verify(&token_expiring_at(&tokens, now - LEEWAY_SECS - 2)).is_none());
-        assert!(tokens
-            .verify(&tokens.issue(UserId::try_from(7).unwrap(), Role::Customer).unwrap().access_token)
-            .is_some());
+        assert!(tokens.verify(&tokens.issue(identity(Role::Customer)).unwrap().access_token).is_some());
     }
 }

@@ -1,5 +1,7 @@
 //! Rate limits, checked at the edge before any actor is touched: one bucket for the whole service, one per user and
-//! one per client address (`governor`'s GCRA, lock-free for the global bucket). An admin reads and replaces them at
+//! one per client address (`governor`'s GCRA, lock-free for the global bucket), and for logins, whose every try
+//! costs an argon2 check, tighter ones per address and per username (so guessing one account's password from many
+//! addresses is as slow as from one). An admin reads and replaces them at
 //! runtime (`/api/v1/admin/limits`); a replacement starts every bucket full.
 //!
 //! A keyed limiter remembers every key it has seen, so a flood of distinct addresses would grow it without bound:
@@ -7,7 +9,7 @@
 //! share one bucket of the per-key size, so a flood of new addresses gets one client's share between them while the
 //! clients already known keep theirs.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +45,8 @@ pub struct LimitSettings {
     pub global: Limit,
     pub user: Limit,
     pub ip: Limit,
+    pub login_ip: Limit,
+    pub login_user: Limit,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +72,10 @@ struct Buckets {
     global: Option<Direct>,
     users: Option<Keyed<UserId>>,
     ips: Option<Keyed<IpAddr>>,
+    login_ips: Option<Keyed<IpAddr>>,
+    /// Keyed by a hash of the username (under a key of this process), so a flood of names costs no allocation.
+    login_names: Option<Keyed<u64>>,
+    names: RandomState,
 }
 
 pub struct RateLimits {
@@ -109,6 +117,20 @@ impl RateLimits {
         Ok(())
     }
 
+    /// Takes one login try from `ip`'s and `username`'s login buckets, or says which one is empty.
+    pub fn check_login(&self, ip: Option<IpAddr>, username: &str) -> Result<(), Refused> {
+        let buckets = self.buckets.load();
+        let buckets: &Buckets = &buckets;
+        let refused = |scope| move |not_until: NotUntil<_>| buckets.refused(scope, &not_until);
+        if let (Some(limiter), Some(ip)) = (&buckets.login_ips, ip) {
+            limiter.check_key(&ip).map_err(refused("login_ip"))?;
+        }
+        if let Some(limiter) = &buckets.login_names {
+            limiter.check_key(&buckets.names.hash_one(username)).map_err(refused("login_user"))?;
+        }
+        Ok(())
+    }
+
     /// Drops the keys whose bucket is full again, every `every`, until `closing`.
     pub async fn sweep(self: Arc<Self>, every: Duration, mut closing: watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(every);
@@ -129,7 +151,9 @@ impl Buckets {
             quota("global", settings.global)?.map(|quota| RateLimiter::direct_with_clock(quota, clock.clone()));
         let users = quota("user", settings.user)?.map(|quota| keyed(quota, max_keys, &clock));
         let ips = quota("ip", settings.ip)?.map(|quota| keyed(quota, max_keys, &clock));
-        Ok(Self { settings, global, users, ips, clock })
+        let login_ips = quota("login_ip", settings.login_ip)?.map(|quota| keyed(quota, max_keys, &clock));
+        let login_names = quota("login_user", settings.login_user)?.map(|quota| keyed(quota, max_keys, &clock));
+        Ok(Self { settings, global, users, ips, login_ips, login_names, names: RandomState::new(), clock })
     }
 
     fn refused(&self, scope: &'static str, not_until: &NotUntil<<DefaultClock as Clock>::Instant>) -> Refused {
@@ -142,6 +166,12 @@ impl Buckets {
         }
         if let Some(ips) = &self.ips {
             ips.retain_recent();
+        }
+        if let Some(ips) = &self.login_ips {
+            ips.retain_recent();
+        }
+        if let Some(names) = &self.login_names {
+            names.retain_recent();
         }
     }
 }
@@ -219,7 +249,7 @@ mod tests {
     const OFF: Limit = Limit { per_second: 0, burst: 0 };
 
     fn limits(global: Limit, user: Limit, ip: Limit, max_keys: usize) -> RateLimits {
-        RateLimits::new(LimitSettings { global, user, ip }, max_keys).unwrap()
+        RateLimits::new(LimitSettings { global, user, ip, login_ip: OFF, login_user: OFF }, max_keys).unwrap()
     }
 
     /// Addresses remembered.
@@ -254,7 +284,7 @@ mod tests {
         assert_eq!(limits.check(ip(1), None).unwrap_err().scope, "ip");
         assert_eq!(limits.check(ip(2), None), Ok(()));
         assert_eq!(limits.check(ip(3), None).unwrap_err().scope, "global");
-        let open = LimitSettings { global: OFF, user: OFF, ip: OFF };
+        let open = LimitSettings { global: OFF, user: OFF, ip: OFF, login_ip: OFF, login_user: OFF };
         limits.replace(open).unwrap();
         assert_eq!(limits.settings(), open);
         assert!((0..1_000).all(|_| limits.check(ip(1), user(1)).is_ok()), "every limit off");
@@ -262,7 +292,13 @@ mod tests {
 
     #[test]
     fn a_limit_that_is_on_needs_a_burst() {
-        let settings = LimitSettings { global: OFF, user: Limit { per_second: 5, burst: 0 }, ip: OFF };
+        let settings = LimitSettings {
+            global: OFF,
+            user: Limit { per_second: 5, burst: 0 },
+            ip: OFF,
+            login_ip: OFF,
+            login_user: OFF,
+        };
         assert_eq!(RateLimits::new(settings, 10).err(), Some(LimitError::NoBurst("user")));
     }
 
@@ -278,5 +314,19 @@ mod tests {
         assert_eq!(addresses(&limits), 0, "every bucket refilled, every key dropped");
         assert_eq!(limits.check(ip(200_000), None), Ok(()), "a new address has a bucket of its own again");
         assert_eq!(addresses(&limits), 1);
+    }
+
+    #[test]
+    fn logins_are_limited_per_address_and_per_username() {
+        let one = Limit { per_second: 1, burst: 2 };
+        let settings = LimitSettings { global: OFF, user: OFF, ip: OFF, login_ip: one, login_user: one };
+        let limits = RateLimits::new(settings, 100).unwrap();
+        assert!(limits.check_login(ip(1), "alice").is_ok());
+        assert!(limits.check_login(ip(2), "alice").is_ok());
+        let refused = limits.check_login(ip(3), "alice").unwrap_err();
+        assert_eq!(refused.scope, "login_user", "a third address guessing alice's password");
+        assert!(limits.check_login(ip(1), "bob").is_ok());
+        assert_eq!(limits.check_login(ip(1), "carol").unwrap_err().scope, "login_ip", "address 1's third login");
+        assert!(limits.check(ip(1), user(1)).is_ok(), "logins take nothing from the other buckets");
     }
 }

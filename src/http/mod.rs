@@ -101,7 +101,7 @@ fn live_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(state.clone()))
         .and(websocket::handshake())
-        .and(auth::live_caller(Arc::clone(&state.tokens)))
+        .and(auth::live_caller(Arc::clone(&state)))
         .then(|state, ws, (caller, by_protocol)| live::orders(state, ws, caller, by_protocol))
         .map(respond);
     stock.or(orders).unify().boxed()
@@ -124,11 +124,18 @@ fn auth_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .then(auth::register);
     let login =
         warp::path!("login").and(warp::post()).and(with(state.clone())).and(client).and(body(&state)).then(auth::login);
-    register.map(respond).or(login.map(respond)).unify().boxed()
+    let password = warp::path!("password")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(auth::caller(Arc::clone(&state)))
+        .and(client)
+        .and(body(&state))
+        .then(auth::change_password);
+    register.map(respond).or(login.map(respond)).unify().or(password.map(respond)).unify().boxed()
 }
 
 fn product_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let caller = auth::caller(Arc::clone(&state.tokens));
+    let caller = auth::caller(Arc::clone(&state));
     let list = warp::path::end().and(warp::get()).and(with(state.clone())).then(sales::list).map(respond);
     let show = warp::path!(String)
         .and(warp::get())
@@ -149,7 +156,7 @@ fn product_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 }
 
 fn order_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let caller = auth::caller(Arc::clone(&state.tokens));
+    let caller = auth::caller(Arc::clone(&state));
     let mine = warp::path::end().and(warp::get()).and(with(state.clone())).and(caller.clone()).then(orders::mine);
     let one = warp::path!(String)
         .and(warp::get())
@@ -186,7 +193,7 @@ fn callback_route(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 
 /// What an admin needs when payments go wrong: jobs, dead letters, the simulated provider's knobs.
 fn lifecycle_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let admin = auth::admin(Arc::clone(&state.tokens));
+    let admin = auth::admin(Arc::clone(&state));
     let payment_jobs = warp::path!("payments")
         .and(warp::get())
         .and(with(state.clone()))
@@ -249,7 +256,7 @@ fn lifecycle_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 }
 
 fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let admin = auth::admin(Arc::clone(&state.tokens));
+    let admin = auth::admin(Arc::clone(&state));
     let create = warp::path!("products")
         .and(warp::post())
         .and(with(state.clone()))
@@ -290,6 +297,7 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(admin)
         .and(body(&state))
         .then(admin::bulk_accounts);
+    let accounts = account_admin_routes(state.clone());
     let lifecycle = lifecycle_admin_routes(state.clone());
     let live = live_admin_routes(state);
     create
@@ -307,6 +315,8 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(bulk.map(respond))
         .unify()
+        .or(accounts)
+        .unify()
         .or(lifecycle)
         .unify()
         .or(live)
@@ -314,9 +324,32 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// Who may be served: revoking an account's tokens, and the blacklist.
+fn account_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let admin = auth::admin(Arc::clone(&state));
+    let revoke = warp::path!("users" / String / "revoke-tokens")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(|id, state, caller| admin::revoke_tokens(state, id, caller));
+    let bans = warp::path!("blacklist").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::bans);
+    let ban = warp::path!("blacklist")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .and(body(&state))
+        .then(admin::ban);
+    let unban = warp::path!("blacklist" / String / String)
+        .and(warp::delete())
+        .and(with(state))
+        .and(admin)
+        .then(|kind, subject, state, caller| admin::unban(state, kind, subject, caller));
+    revoke.or(bans).unify().or(ban).unify().or(unban).unify().map(respond).boxed()
+}
+
 /// The running actors, and the admin's hand on them and on a sale.
 fn live_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let admin = auth::admin(Arc::clone(&state.tokens));
+    let admin = auth::admin(Arc::clone(&state));
     let tree = warp::path!("actors").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::actors);
     let one = warp::path!("actors" / String)
         .and(warp::get())

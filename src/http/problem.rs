@@ -8,7 +8,7 @@ use warp::reply::Response;
 use warp::{Rejection, Reply};
 
 use super::limits::Refused;
-use crate::accounts::AccountsError;
+use crate::accounts::{AccountsError, Blacklisted, HashError};
 use crate::actors::{EngineError, OrderStepError, PurchaseError};
 use crate::domain::ParseError;
 
@@ -166,8 +166,28 @@ impl From<AccountsError> for Problem {
             AccountsError::UsernameTaken => Problem::new(StatusCode::CONFLICT, "USERNAME_TAKEN", err.to_string()),
             AccountsError::InvalidCredentials => Problem::unauthorized(err.to_string()),
             AccountsError::InvalidCount { .. } => Problem::invalid(err.to_string()).with("field", "count"),
-            AccountsError::Database(_) | AccountsError::Hashing(_) => Problem::backend(&err),
+            AccountsError::NoAccount => Problem::not_found("no such account"),
+            AccountsError::Blacklisted(blacklisted) => blacklisted.into(),
+            AccountsError::Hashing(HashError::Busy) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "LOGIN_BUSY",
+                "too many logins at once; try again shortly",
+            )
+            .retry_after(1),
+            AccountsError::Database(_) | AccountsError::Hashing(HashError::Failed) => Problem::backend(&err),
         }
+    }
+}
+
+impl From<Blacklisted> for Problem {
+    fn from(blacklisted: Blacklisted) -> Self {
+        let detail = match blacklisted.subject.kind() {
+            "user" => "this account may not buy or log in",
+            _ => "this address may not buy or log in",
+        };
+        Problem::new(StatusCode::FORBIDDEN, "BLACKLISTED", detail)
+            .with("scope", blacklisted.subject.kind())
+            .with("until", blacklisted.end.until())
     }
 }
 

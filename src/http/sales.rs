@@ -49,7 +49,12 @@ pub async fn purchase(
     key: Option<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    state.limits.check(client.map(|client| client.ip()), Some(caller.user))?;
+    let ip = client.map(|client| client.ip());
+    caller.unbanned()?;
+    if let Some(ip) = ip {
+        state.accounts.cache().admit_ip(ip, Timestamp::now)?;
+    }
+    state.limits.check(ip, Some(caller.user))?;
     let product: ProductId = segment(&id)?;
     let key = key.map(IdempotencyKey::try_from).transpose()?;
     let quantity = if body.iter().all(u8::is_ascii_whitespace) {

@@ -1,6 +1,7 @@
 //! Everything that touches a database or a broker. The actors see the journal (by role) and the snapshot store only
 //! through their traits, so the embedded default and a production deployment run the same actor code.
 
+pub mod blacklist;
 pub mod db;
 pub mod dead_letters;
 pub mod journal;
@@ -20,4 +21,4 @@ pub use journal::{
 };
 pub use redis_snapshots::RedisSnapshots;
 pub use snapshots::{SnapshotError, SnapshotStore, SqlSnapshots};
-pub use users::Account;
+pub use users::{Account, AccountStanding};

@@ -7,6 +7,17 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         role -> Text,
         created_at -> BigInt,
+        token_version -> BigInt,
+    }
+}
+
+diesel::table! {
+    blacklist (kind, subject) {
+        kind -> Text,
+        subject -> Text,
+        until -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        created_at -> BigInt,
     }
 }
 

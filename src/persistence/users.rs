@@ -1,12 +1,12 @@
-//! The `users` table: accounts, their argon2 hashes and roles.
+//! The `users` table: accounts, their argon2 hashes, roles and token versions.
 
 use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::db::{per_backend, Database, DbError};
+use super::db::{per_backend, AnyConnection, Database, DbError};
 use super::schema::users;
-use crate::domain::{PasswordHash, Role, Timestamp, UserId, Username};
+use crate::domain::{PasswordHash, Role, Timestamp, TokenVersion, UserId, Username};
 
 /// An account as stored. A missing hash means the account cannot log in (accounts made for load tests).
 #[derive(Debug, Clone)]
@@ -14,7 +14,18 @@ pub struct Account {
     pub id: UserId,
     pub role: Role,
     pub password_hash: Option<PasswordHash>,
+    pub token_version: TokenVersion,
 }
+
+/// What the purchase path needs to know of an account, for the in-memory copy of every account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountStanding {
+    pub id: UserId,
+    pub role: Role,
+    pub token_version: TokenVersion,
+}
+
+type AccountRow = (i64, String, Option<String>, i64);
 
 impl Database {
     /// Creates an account; a taken name is `DbError::is_unique_violation`.
@@ -38,26 +49,77 @@ impl Database {
         self.run(move |conn| {
             let row = users::table
                 .filter(users::username.eq(name.as_str()))
-                .select((users::id, users::role, users::password_hash))
-                .first::<(i64, String, Option<String>)>(conn)
+                .select((users::id, users::role, users::password_hash, users::token_version))
+                .first::<AccountRow>(conn)
                 .optional()?;
-            row.map(|(id, role, hash)| {
-                Ok(Account {
-                    id: user_id(id)?,
-                    role: Role::parse(&role).ok_or_else(|| DbError::Corrupt(format!("users row {id}: bad role")))?,
-                    password_hash: hash.map(PasswordHash::from_stored),
-                })
-            })
-            .transpose()
+            row.map(account).transpose()
         })
         .await
     }
 
-    /// Makes sure the configured admin exists with this password, creating or updating it.
+    pub async fn account_by_id(&self, id: UserId) -> Result<Option<Account>, DbError> {
+        self.run(move |conn| {
+            let row = users::table
+                .find(id.get())
+                .select((users::id, users::role, users::password_hash, users::token_version))
+                .first::<AccountRow>(conn)
+                .optional()?;
+            row.map(account).transpose()
+        })
+        .await
+    }
+
+    /// Every account's standing, for the cache the purchase path checks tokens against.
+    pub async fn standings(&self) -> Result<Vec<AccountStanding>, DbError> {
+        self.run(move |conn| {
+            let rows: Vec<(i64, String, i64)> =
+                users::table.select((users::id, users::role, users::token_version)).load(conn)?;
+            rows.into_iter()
+                .map(|(id, role, version)| {
+                    Ok(AccountStanding {
+                        id: user_id(id)?,
+                        role: role_of(id, &role)?,
+                        token_version: version_of(id, version)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Replaces `id`'s password and raises its token version, so that every token issued before stops working;
+    /// the new version, or `None` if there is no such account.
+    pub async fn set_password(&self, id: UserId, hash: PasswordHash) -> Result<Option<TokenVersion>, DbError> {
+        self.write(move |conn| {
+            let updated = diesel::update(users::table.find(id.get()))
+                .set((users::password_hash.eq(Some(hash.as_str())), users::token_version.eq(users::token_version + 1)))
+                .execute(conn)?;
+            current_version(conn, id, updated)
+        })
+        .await
+    }
+
+    /// Raises `id`'s token version; the new version, or `None` if there is no such account.
+    pub async fn revoke_tokens(&self, id: UserId) -> Result<Option<TokenVersion>, DbError> {
+        self.write(move |conn| {
+            let updated = diesel::update(users::table.find(id.get()))
+                .set(users::token_version.eq(users::token_version + 1))
+                .execute(conn)?;
+            current_version(conn, id, updated)
+        })
+        .await
+    }
+
+    /// Makes sure the configured admin exists with this password, creating it or updating it (which raises its
+    /// token version: the tokens issued under the old password stop working).
     pub async fn ensure_admin(&self, name: Username, hash: PasswordHash) -> Result<UserId, DbError> {
         self.write(move |conn| {
             let updated = diesel::update(users::table.filter(users::username.eq(name.as_str())))
-                .set((users::password_hash.eq(Some(hash.as_str())), users::role.eq(Role::Admin.as_str())))
+                .set((
+                    users::password_hash.eq(Some(hash.as_str())),
+                    users::role.eq(Role::Admin.as_str()),
+                    users::token_version.eq(users::token_version + 1),
+                ))
                 .execute(conn)?;
             if updated == 0 {
                 diesel::insert_into(users::table)
@@ -106,6 +168,31 @@ impl Database {
         })
         .await
     }
+}
+
+fn account((id, role, hash, version): AccountRow) -> Result<Account, DbError> {
+    Ok(Account {
+        id: user_id(id)?,
+        role: role_of(id, &role)?,
+        password_hash: hash.map(PasswordHash::from_stored),
+        token_version: version_of(id, version)?,
+    })
+}
+
+fn current_version(conn: &mut AnyConnection, id: UserId, updated: usize) -> Result<Option<TokenVersion>, DbError> {
+    if updated == 0 {
+        return Ok(None);
+    }
+    let version: i64 = users::table.find(id.get()).select(users::token_version).first(conn)?;
+    version_of(id.get(), version).map(Some)
+}
+
+fn role_of(id: i64, role: &str) -> Result<Role, DbError> {
+    Role::parse(role).ok_or_else(|| DbError::Corrupt(format!("users row {id}: bad role")))
+}
+
+fn version_of(id: i64, version: i64) -> Result<TokenVersion, DbError> {
+    TokenVersion::try_from(version).map_err(|_| DbError::Corrupt(format!("users row {id}: bad token version")))
 }
 
 fn user_id(id: i64) -> Result<UserId, DbError> {

@@ -1,0 +1,2 @@
+DROP TABLE blacklist;
+ALTER TABLE users DROP COLUMN token_version;
