@@ -9,13 +9,19 @@ use crate::actors::sale::supervisor::SupervisorMsg;
 use crate::domain::{ProductId, RestockUnits, SaleState, SaleWindow};
 
 impl Engine {
-    /// Opens, pauses or drains `product`'s sale: stored, then set through its actor.
+    /// Opens, pauses or drains `product`'s sale: stored, then set on the switch its purchases read (which outlives
+    /// its actors, so a product restarting just now starts with it), then shown on its feed.
     pub async fn switch_sale(&self, product: ProductId, sale: SaleState) -> Result<SaleState, EngineError> {
         let handle = self.catalog.get(product).ok_or(EngineError::NotFound)?;
         if !self.db.set_sale(product, sale).await? {
             return Err(EngineError::NotFound);
         }
-        ask(&handle.actor, |reply| ProductMsg::Switch(sale, reply)).await
+        if handle.live.sale() != sale {
+            tracing::info!(product = %product, sale = ?sale, "sale switched");
+        }
+        handle.live.set_sale(sale);
+        let _ = handle.actor.cast(ProductMsg::Announce);
+        Ok(sale)
     }
 
     /// The switch over every sale.
@@ -96,6 +102,38 @@ mod tests {
             }
         }
         sold
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paused_sale_refuses_and_takes_nothing_a_drained_one_finishes_and_both_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir, Journal::whole, settings()).await;
+        let product = open_sale(&engine, 10).await;
+        let mut feed = engine.stock_feed(product).expect("a feed");
+        let level = |available, sale| {
+            let window = engine.catalog.get(product).unwrap().product.draft.window;
+            LiveStock { available, stock: 10, sold_out: false, sale, window }
+        };
+
+        assert_eq!(engine.switch_sale(product, SaleState::Paused).await.unwrap(), SaleState::Paused);
+        assert_eq!(engine.purchase(product, user(1), one(), None).await, Err(PurchaseError::SalePaused));
+        assert_eq!(feed.updates.next().await.unwrap(), level(10, SaleState::Paused));
+
+        engine.switch_sale(product, SaleState::Draining).await.unwrap();
+        assert_eq!(engine.purchase(product, user(1), one(), None).await, Err(PurchaseError::SaleDraining));
+        assert_eq!(engine.inspect(product).await.unwrap().summary.available, 10, "nothing was taken");
+
+        engine.switch_sale(product, SaleState::Open).await.unwrap();
+        engine.purchase(product, user(1), one(), None).await.expect("sales go on");
+        let mut latest = feed.updates.latest();
+        while latest != level(9, SaleState::Open) {
+            latest = feed.updates.next().await.unwrap();
+        }
+        assert!(matches!(
+            engine.switch_sale(ProductId::try_from(999).unwrap(), SaleState::Paused).await,
+            Err(EngineError::NotFound)
+        ));
+        engine.shutdown().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,7 +33,7 @@ use crate::actors::journal::{AppendFailed, Appender};
 use crate::actors::lifecycle::{JobLink, Refund};
 use crate::actors::live::{OrderFeed, Pace, ProductLive, StockPace};
 use crate::domain::{
-    JournalEvent, OrderId, Position, Product, Reservation, RestockUnits, SaleState, SaleWindow, StockAdded, StockLevel,
+    JournalEvent, OrderId, Position, Product, Reservation, RestockUnits, SaleWindow, StockAdded, StockLevel,
     StockSnapshot, Timeline, Timestamp,
 };
 use crate::persistence::{JournalReplay, SnapshotError, SnapshotStore};
@@ -152,15 +152,13 @@ pub enum ProductMsg {
     Tick,
     /// Publish the live stock if it changed.
     Publish,
-    /// An admin opens, pauses or drains the sale (already stored); answered with the state it is in now.
-    Switch(SaleState, RpcReplyPort<SaleState>),
     /// An admin adds units; answered with the stock after it, once the restock is durable.
     Restock(RestockUnits, RpcReplyPort<Result<u64, RestockError>>),
     /// An admin moved the sale's window (already stored).
     Window(SaleWindow),
     /// Get ready for the sale's first second; answered with what was made ready.
     Preheat(RpcReplyPort<Warmed>),
-    /// The global switch changed: tell the subscribers.
+    /// An admin switched this sale or every sale (stored and set already): tell the subscribers.
     Announce,
     Inspect(InspectReply),
     SnapshotNow(Option<SnapshotReply>),
@@ -298,14 +296,6 @@ impl Actor for ProductActor {
                 let _ = reply.send(state.inspection().await?);
             }
             ProductMsg::Publish => state.publish(),
-            ProductMsg::Switch(sale, reply) => {
-                if state.live.sale() != sale {
-                    tracing::info!(product = %state.product.id, sale = ?sale, "sale switched");
-                }
-                state.live.set_sale(sale);
-                state.announce();
-                let _ = reply.send(sale);
-            }
             ProductMsg::Restock(units, reply) => {
                 let outcome = state.restock(units).await?;
                 let _ = reply.send(outcome);
