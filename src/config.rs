@@ -123,6 +123,7 @@ pub struct SaleSettings {
     pub payment_window_secs: PaymentWindow,
     pub purchase_timeout_ms: u64,
     pub default_shards: u32,
+    pub preheat_secs: u64,
 }
 
 /// Rate limits: the buckets an admin may replace at runtime, and the bounds of their keys.
@@ -331,6 +332,7 @@ impl Settings {
         let alert = self.compensation.alert_webhook_url.trim();
         EngineSettings {
             purchase_timeout: Duration::from_millis(self.sale.purchase_timeout_ms),
+            preheat: Duration::from_secs(self.sale.preheat_secs),
             journal_max_batch: self.journal.max_batch,
             journal_linger: Duration::from_millis(self.journal.linger_ms),
             snapshots: SnapshotPolicy {

@@ -1,5 +1,5 @@
-//! `kill -9` in the middle of a sale, on the real binary: every 202'd order must survive exactly once, no unit may
-//! be sold twice, requests whose answer was lost must find their order again by `Idempotency-Key`, and the sale
+//! `kill -9` in the middle of a sale (and after a restock made during it), on the real binary: every 202'd order
+//! must survive exactly once, every restocked unit must be there after the restart, no unit may be sold twice, requests whose answer was lost must find their order again by `Idempotency-Key`, and the sale
 //! must go on after the restart until the stock is gone. A final SIGTERM must shut down cleanly with exit 0. And
 //! `kill -9` in a storm of cancellations and expiries: every order ends released exactly once, by one cause, the
 //! expiries still pending fire after the restart, and the whole stock sells again, once.
@@ -17,6 +17,8 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 
 const STOCK: u32 = 600;
+/// Units the admin adds while the first crowd buys.
+const RESTOCK: u32 = 100;
 const KILL_AFTER_ACCEPTED: usize = 200;
 
 fn start_server(scratch: &Scratch, port: u16) -> Child {
@@ -108,6 +110,15 @@ async fn kill_9_mid_sale_loses_nothing_and_sells_nothing_twice(backend: Backend)
             outcomes
         })
     };
+    let restock = api
+        .send(
+            api.client
+                .post(api.url(&format!("/api/v1/admin/products/{product}/restock")))
+                .bearer_auth(&api.admin_token)
+                .json(&serde_json::json!({ "units": RESTOCK })),
+        )
+        .await;
+    assert_eq!(restock.status, StatusCode::OK, "restock: {}", restock.body);
     let enough_accepted = || async {
         if accepted_so_far.load(Ordering::SeqCst) < KILL_AFTER_ACCEPTED {
             let view = api.admin_view(product).await;
@@ -132,7 +143,7 @@ async fn kill_9_mid_sale_loses_nothing_and_sells_nothing_twice(backend: Backend)
     }
     eprintln!("killed after {} acknowledged orders; {} requests lost their answer", accepted.len(), lost.len());
     assert!(accepted.len() >= KILL_AFTER_ACCEPTED / 2, "the kill came mid-sale ({} accepted)", accepted.len());
-    assert!(accepted.len() < STOCK as usize, "the kill came before the sale ended");
+    assert!(accepted.len() < (STOCK + RESTOCK) as usize, "the kill came before the sale ended");
 
     // Phase 2: restart on the same database; retried requests find their orders, and the sale goes on.
     let mut server = start_server(&scratch, port);
@@ -141,6 +152,7 @@ async fn kill_9_mid_sale_loses_nothing_and_sells_nothing_twice(backend: Backend)
     let view = api.admin_view(product).await;
     assert_eq!(view["invariant_holds"], true, "{view}");
     assert!(view["reserved"].as_u64().unwrap_or(0) >= accepted.len() as u64, "every acknowledged unit is still taken");
+    assert_eq!(view["stock_total"], STOCK + RESTOCK, "the restock survived the kill: {view}");
 
     let retried = buy_all(&api, product, &lost, 16).await;
     let rest = buy_all(&api, product, &users[1_000..], 32).await;
@@ -163,7 +175,7 @@ async fn kill_9_mid_sale_loses_nothing_and_sells_nothing_twice(backend: Backend)
         assert_eq!(row.and_then(|r| r["user_id"].as_i64()), Some(*user), "acknowledged order {order} is missing");
     }
     let units: i64 = orders.iter().map(|o| o["quantity"].as_i64().expect("quantity")).sum();
-    assert_eq!(units, i64::from(STOCK), "sold out exactly: no unit twice, none left behind");
+    assert_eq!(units, i64::from(STOCK + RESTOCK), "sold out exactly: no unit twice, none left behind");
     let buyers: HashSet<i64> = orders.iter().map(|o| o["user_id"].as_i64().expect("user")).collect();
     assert_eq!(buyers.len(), orders.len(), "nobody holds two units");
     let view = api.admin_view(product).await;

@@ -13,7 +13,8 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use seckill::config::SnapshotBackend;
 use seckill::domain::{
-    OrderId, OrderSteps, Position, ProductId, Quantity, Reservation, Step, StepAt, StockSnapshot, Timestamp, UserId,
+    OrderId, OrderSteps, Position, ProductId, Quantity, Reservation, RestockUnits, Step, StepAt, StockAdded,
+    StockSnapshot, Timestamp, UserId,
 };
 use seckill::persistence::{RedisSnapshots, SnapshotStore};
 
@@ -57,7 +58,7 @@ impl PrivateRedis {
     }
 }
 
-/// One reservation, cancelled and released.
+/// One reservation, cancelled and released, and one restock.
 fn snapshot() -> StockSnapshot {
     let now = Timestamp::now();
     let order_id = OrderId::generate();
@@ -76,6 +77,12 @@ fn snapshot() -> StockSnapshot {
             reserved_at: now,
             pay_before: now,
         })],
+        restocks: vec![StockAdded {
+            restock_id: OrderId::generate(),
+            product_id: ProductId::try_from(1).unwrap(),
+            units: RestockUnits::try_from(3).unwrap(),
+            at: now,
+        }],
     }
 }
 

@@ -35,5 +35,6 @@ pub use lifecycle::{JobState, JobView, JobsView};
 pub use live::{OrderWatch, StockPace};
 pub use orders::projector::ProjectorStatus;
 pub use sale::product::snapshot_clock::SnapshotPolicy;
+pub use sale::product::{RestockError, Warmed};
 pub use sale::shard::book::{Receipt, ShardCounts};
 pub use supervision::BackoffPolicy;

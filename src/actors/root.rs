@@ -19,10 +19,9 @@ use super::lifecycle::{
 use super::orders::projector::{OrderProjector, ProjectorArgs, ProjectorLink, ProjectorMsg, ProjectorStatus};
 use super::sale::catalog::Catalog;
 use super::sale::product::ProductDeps;
-use super::sale::supervisor::{CreateReply, ProductSupervisor, SupervisorArgs, SupervisorMsg};
+use super::sale::supervisor::{ProductSupervisor, SupervisorArgs, SupervisorMsg};
 use super::supervision::{Restarts, SupervisorView};
 use super::EngineSettings;
-use crate::domain::ProductDraft;
 use crate::persistence::{Database, Journal};
 
 pub struct RootSupervisor;
@@ -87,10 +86,8 @@ pub struct TreeHealth {
 pub enum RootMsg {
     Start(Child),
     Health(RpcReplyPort<TreeHealth>),
-    CreateProduct {
-        draft: ProductDraft,
-        reply: CreateReply,
-    },
+    /// For the product supervisor: a product created or rescheduled.
+    Products(SupervisorMsg),
     /// The root's own restarts.
     Supervision(RpcReplyPort<SupervisorView>),
     /// The product supervisor's restarts.
@@ -156,11 +153,9 @@ impl Actor for RootSupervisor {
                     restarts: state.restarts.total(),
                 });
             }
-            RootMsg::CreateProduct { draft, reply } => match &state.products {
-                Some(products) => products.cast(SupervisorMsg::Create { draft, reply })?,
-                None => {
-                    let _ = reply.send(Err("the product supervisor is restarting".into()));
-                }
+            RootMsg::Products(message) => match &state.products {
+                Some(products) => products.cast(message)?,
+                None => message.refuse("the product supervisor is restarting"),
             },
             RootMsg::Supervision(reply) => {
                 let _ = reply.send(state.restarts.view(Instant::now()));

@@ -49,6 +49,8 @@ pub(super) struct ProjectorStats {
 #[derive(Deserialize)]
 pub(super) struct ProductView {
     pub invariant_holds: bool,
+    /// The sale's stock with every restock, as the service counts it.
+    pub stock_total: u64,
     #[serde(default)]
     pub in_flight: u64,
     #[serde(default)]

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{IdempotencyKey, OrderId, Position, ProductId, Quantity, Step, Timestamp, UserId};
+use super::{IdempotencyKey, OrderId, Position, ProductId, Quantity, RestockUnits, Step, Timestamp, UserId};
 
 /// Units taken from a product's stock for one user, awaiting payment until `pay_before`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +47,18 @@ pub struct Revoked {
     pub step: Step,
 }
 
+/// Units an admin added to a product's stock. It takes its id from the same space as orders, so that the journal
+/// writer's acknowledgements and voids, which go by that id, serve it as they serve a reservation: a restock whose
+/// append was reported failed is voided, and recovery never counts it. Recovery counts each restock once by its id,
+/// whether it meets it in a snapshot, in the journal after it, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockAdded {
+    pub restock_id: OrderId,
+    pub product_id: ProductId,
+    pub units: RestockUnits,
+    pub at: Timestamp,
+}
+
 /// The version of the events this release writes, and the only one it reads.
 const VERSION: u32 = 1;
 
@@ -77,6 +89,7 @@ pub enum JournalEvent {
     RefundRequested(OrderStep),
     Refunded(OrderStep),
     Revoked(Revoked),
+    StockAdded(StockAdded),
 }
 
 impl JournalEvent {
@@ -101,7 +114,10 @@ impl JournalEvent {
             JournalEvent::Released(order) => Some((Step::Released, order)),
             JournalEvent::RefundRequested(order) => Some((Step::RefundRequested, order)),
             JournalEvent::Refunded(order) => Some((Step::Refunded, order)),
-            JournalEvent::Reserved(_) | JournalEvent::Voided(_) | JournalEvent::Revoked(_) => None,
+            JournalEvent::Reserved(_)
+            | JournalEvent::Voided(_)
+            | JournalEvent::Revoked(_)
+            | JournalEvent::StockAdded(_) => None,
         }
     }
 
@@ -109,7 +125,7 @@ impl JournalEvent {
         self.ids().1
     }
 
-    /// The order the event is about.
+    /// The order the event is about (a restock's own id, for `StockAdded`).
     pub fn order_id(&self) -> OrderId {
         self.ids().0
     }
@@ -119,6 +135,7 @@ impl JournalEvent {
             JournalEvent::Reserved(reservation) => (reservation.order_id, reservation.product_id),
             JournalEvent::Voided(voided) => (voided.order_id, voided.product_id),
             JournalEvent::Revoked(revoked) => (revoked.order_id, revoked.product_id),
+            JournalEvent::StockAdded(added) => (added.restock_id, added.product_id),
             JournalEvent::Paid(order)
             | JournalEvent::Expired(order)
             | JournalEvent::Cancelled(order)
@@ -128,8 +145,8 @@ impl JournalEvent {
         }
     }
 
-    /// What must be journaled if this event's append is reported failed: a reservation is voided, a step revoked,
-    /// and a void or a revocation is simply written again.
+    /// What must be journaled if this event's append is reported failed: a reservation or a restock is voided, a
+    /// step revoked, and a void or a revocation is simply written again.
     pub fn undo(&self) -> JournalEvent {
         if let Some((step, order)) = self.step() {
             return JournalEvent::Revoked(Revoked { order_id: order.order_id, product_id: order.product_id, step });
@@ -137,6 +154,9 @@ impl JournalEvent {
         match self {
             JournalEvent::Reserved(reservation) => {
                 JournalEvent::Voided(Voided { order_id: reservation.order_id, product_id: reservation.product_id })
+            }
+            JournalEvent::StockAdded(added) => {
+                JournalEvent::Voided(Voided { order_id: added.restock_id, product_id: added.product_id })
             }
             again => again.clone(),
         }
@@ -251,6 +271,27 @@ mod tests {
             let flattened = serde_json::to_string(&Flattened { v: VERSION, event: &event }).unwrap();
             assert_eq!(event.to_json(), flattened);
         }
+    }
+
+    #[test]
+    fn a_restock_round_trips_and_a_failed_one_is_voided_by_its_id() {
+        let added = StockAdded {
+            restock_id: OrderId::generate(),
+            product_id: ProductId::try_from(3).unwrap(),
+            units: RestockUnits::try_from(25).unwrap(),
+            at: Timestamp::from_millis(11),
+        };
+        let event = JournalEvent::StockAdded(added);
+        let json = event.to_json();
+        assert!(json.starts_with("{\"v\":1,\"type\":\"stock_added\","), "{json}");
+        assert!(json.contains("\"units\":25"), "{json}");
+        assert_eq!(JournalEvent::from_json(&json).unwrap(), event);
+        assert_eq!(event.step(), None);
+        assert_eq!((event.order_id(), event.product_id()), (added.restock_id, added.product_id));
+        assert_eq!(
+            event.undo(),
+            JournalEvent::Voided(Voided { order_id: added.restock_id, product_id: added.product_id })
+        );
     }
 
     #[test]

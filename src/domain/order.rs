@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{OrderId, OrderStatus, Position, ProductId, Quantity, Reservation, StepAt, Timeline, Timestamp, UserId};
+use super::{
+    OrderId, OrderStatus, Position, ProductId, Quantity, Reservation, StepAt, StockAdded, Timeline, Timestamp, UserId,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Order {
@@ -45,8 +47,8 @@ pub struct OrderSteps {
     pub steps: Vec<StepAt>,
 }
 
-/// A product's durable stock state at a journal position: every committed reservation at or before it, and the steps
-/// of the orders that took any. Recovery loads it and replays the journal after `position`. Reservations are shared
+/// A product's durable stock state at a journal position: every committed reservation at or before it, the steps
+/// of the orders that took any, and every restock (so the stock it was taken under is the product's own plus theirs). Recovery loads it and replays the journal after `position`. Reservations are shared
 /// with the shards that hold them, so taking a snapshot copies pointers, not reservations.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StockSnapshot {
@@ -54,4 +56,6 @@ pub struct StockSnapshot {
     pub reservations: Vec<Arc<Reservation>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<OrderSteps>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restocks: Vec<StockAdded>,
 }

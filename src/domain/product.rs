@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{ParseError, PaymentWindow, PerUserLimit, ProductId, ShardCount, StockLevel, Timestamp};
+use super::{ParseError, PaymentWindow, PerUserLimit, ProductId, SaleState, ShardCount, StockLevel, Timestamp};
 
 /// When a sale is open: `starts_at` inclusive, `ends_at` exclusive, and never empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -27,6 +27,16 @@ impl SaleWindow {
         } else {
             Err(ParseError::new("ends_at", "must be after starts_at"))
         }
+    }
+
+    /// A new window for a sale that exists: like `new`, and it must not have ended already at `now` (a sale moved
+    /// into the past could never sell again, which is what pausing it is for).
+    pub fn reschedule(starts_at: Timestamp, ends_at: Timestamp, now: Timestamp) -> Result<Self, ParseError> {
+        let window = Self::new(starts_at, ends_at)?;
+        if ends_at <= now {
+            return Err(ParseError::new("ends_at", "must be in the future"));
+        }
+        Ok(window)
     }
 
     pub fn starts_at(self) -> Timestamp {
@@ -81,11 +91,12 @@ impl ProductDraft {
     }
 }
 
-/// A stored sale.
+/// A stored sale, and the admin's switch on it as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
     pub id: ProductId,
     pub draft: ProductDraft,
+    pub sale: SaleState,
 }
 
 #[cfg(test)]
@@ -100,6 +111,15 @@ mod tests {
         assert_eq!(window.phase(Timestamp::from_millis(999)), SalePhase::Upcoming);
         assert_eq!(window.phase(at), SalePhase::Open);
         assert_eq!(window.phase(Timestamp::from_millis(2_000)), SalePhase::Ended);
+    }
+
+    #[test]
+    fn a_new_window_must_still_be_open_somewhere_ahead() {
+        let (start, end, now) =
+            (Timestamp::from_millis(1_000), Timestamp::from_millis(2_000), Timestamp::from_millis(1_500));
+        assert_eq!(SaleWindow::reschedule(start, end, now), SaleWindow::new(start, end), "already open is fine");
+        assert_eq!(SaleWindow::reschedule(start, end, end).unwrap_err().field(), "ends_at");
+        assert!(SaleWindow::reschedule(end, start, Timestamp::from_millis(0)).is_err(), "end before start");
     }
 
     #[test]

@@ -56,6 +56,11 @@ bounded!(
     StockLevel, u32, "stock", 1, 10_000_000
 );
 bounded!(
+    /// Units one restock adds to a sale: at most the largest stock a sale may start with, so that a product's stock
+    /// stays far below what its counters hold however many restocks it gets.
+    RestockUnits, u32, "units", 1, 10_000_000
+);
+bounded!(
     /// Shards a product's stock is split into.
     ShardCount, u32, "shards", 1, 256
 );
@@ -63,6 +68,11 @@ bounded!(
     /// Seconds a buyer has to pay for a reservation before it expires.
     PaymentWindow, u32, "payment_window_secs", 1, 86_400
 );
+
+impl StockLevel {
+    /// Most units a sale may hold with its restocks: far below what any counter of units holds.
+    pub const MAX_WITH_RESTOCKS: u64 = 1_000_000_000;
+}
 
 impl PaymentWindow {
     pub fn duration(self) -> std::time::Duration {

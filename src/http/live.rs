@@ -221,7 +221,7 @@ fn stock_messages(feeds: Vec<StockFeed>) -> impl Stream<Item = String> {
             Some(((id, value), (updates, false)))
         });
         updates.push(Box::pin(values));
-        latest.insert(id, (feed.stock, feed.window, None::<LiveStock>));
+        latest.insert(id, None::<LiveStock>);
     }
     // One timer for the next phase change, moved only when that changes (not made anew for every message).
     let boundary = Boundary { sleep: Box::pin(tokio::time::sleep(Duration::ZERO)), at: None };
@@ -232,21 +232,21 @@ fn stock_messages(feeds: Vec<StockFeed>) -> impl Stream<Item = String> {
                 return Some((message, (updates, latest, queued, boundary)));
             }
             let now = Timestamp::now();
-            boundary.aim(latest.values().filter_map(|(_, window, _)| next_boundary(*window, now)).min(), now);
+            boundary.aim(latest.values().flatten().filter_map(|last| next_boundary(last.window, now)).min(), now);
             tokio::select! {
                 next = updates.next() => {
                     let (id, value) = next?;
-                    if let Some((stock, window, last)) = latest.get_mut(&id) {
+                    if let Some(last) = latest.get_mut(&id) {
                         *last = Some(value);
-                        queued.push(stock_message(id, *stock, *window, value, Timestamp::now()));
+                        queued.push(stock_message(id, value, Timestamp::now()));
                     }
                 }
                 () = &mut boundary.sleep, if boundary.at.is_some() => {
                     boundary.at = None;
                     let now = Timestamp::now();
-                    for (id, (stock, window, last)) in &latest {
+                    for (id, last) in &latest {
                         if let Some(value) = last {
-                            queued.push(stock_message(*id, *stock, *window, *value, now));
+                            queued.push(stock_message(*id, *value, now));
                         }
                     }
                 }
@@ -292,18 +292,13 @@ struct StockMessage {
     ends_in_seconds: u64,
 }
 
-fn stock_message(
-    product_id: ProductId,
-    stock: u64,
-    window: crate::domain::SaleWindow,
-    value: LiveStock,
-    now: Timestamp,
-) -> String {
+fn stock_message(product_id: ProductId, value: LiveStock, now: Timestamp) -> String {
+    let window = value.window;
     let seconds_to = |at: Timestamp| (at.millis() - now.millis()).max(0).unsigned_abs().div_ceil(1000);
     let message = StockMessage {
         kind: "stock",
         product_id,
-        stock,
+        stock: value.stock,
         available: value.available,
         sold_out: value.sold_out,
         phase: window.phase(now),
@@ -345,8 +340,8 @@ mod tests {
         let now = Timestamp::from_millis(10_000);
         let window =
             crate::domain::SaleWindow::new(Timestamp::from_millis(12_500), Timestamp::from_millis(20_000)).unwrap();
-        let value = LiveStock { available: 7, sold_out: false, sale: SaleState::Paused };
-        let text = stock_message(ProductId::try_from(4).unwrap(), 10, window, value, now);
+        let value = LiveStock { available: 7, stock: 10, sold_out: false, sale: SaleState::Paused, window };
+        let text = stock_message(ProductId::try_from(4).unwrap(), value, now);
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["type"], "stock");
         assert_eq!((json["available"].as_u64(), json["stock"].as_u64()), (Some(7), Some(10)));

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod controls;
 mod extract;
 mod jwt;
 mod limits;
@@ -299,6 +300,7 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .then(admin::bulk_accounts);
     let accounts = account_admin_routes(state.clone());
     let lifecycle = lifecycle_admin_routes(state.clone());
+    let controls = control_admin_routes(state.clone());
     let live = live_admin_routes(state);
     create
         .or(inspect)
@@ -318,6 +320,8 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(accounts)
         .unify()
         .or(lifecycle)
+        .unify()
+        .or(controls)
         .unify()
         .or(live)
         .unify()
@@ -377,6 +381,37 @@ fn live_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(admin)
         .then(|id, sale, state, caller| admin::switch_sale(state, id, sale, caller));
     tree.or(one).unify().or(kill).unify().or(switch).unify().map(respond).boxed()
+}
+
+/// The admin's sale controls: restock, window, preheat, and the switch over every sale.
+fn control_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let admin = auth::admin(Arc::clone(&state));
+    let restock = warp::path!("products" / String / "restock")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .and(body(&state))
+        .then(|id, state, caller, body| controls::restock(state, id, caller, body));
+    let window = warp::path!("products" / String / "window")
+        .and(warp::put())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .and(body(&state))
+        .then(|id, state, caller, body| controls::window(state, id, caller, body));
+    let preheat = warp::path!("products" / String / "preheat")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(admin.clone())
+        .then(|id, state, caller| controls::preheat(state, id, caller));
+    let global =
+        warp::path!("sale").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(controls::global);
+    let set_global = warp::path!("sale")
+        .and(warp::put())
+        .and(with(state.clone()))
+        .and(admin)
+        .and(body(&state))
+        .then(controls::set_global);
+    restock.or(window).unify().or(preheat).unify().or(global).unify().or(set_global).unify().map(respond).boxed()
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then lets open requests finish.

@@ -185,6 +185,8 @@ impl Database {
                 JournalEvent::Reserved(reservation) => rows.push(OrderRow::projected(reservation, recorded.position)),
                 JournalEvent::Voided(void) => voided.push(void.order_id.to_string()),
                 JournalEvent::Revoked(revoked) => steps.push((revoked.order_id, StepEvent::Revoke(revoked.step))),
+                // A restock is no order: stock is the product actors' to count (a restock's void deletes nothing).
+                JournalEvent::StockAdded(_) => {}
                 _ => {}
             }
         }

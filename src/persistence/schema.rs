@@ -33,6 +33,15 @@ diesel::table! {
         ends_at -> BigInt,
         created_at -> BigInt,
         payment_window_secs -> Integer,
+        sale -> Text,
+    }
+}
+
+diesel::table! {
+    sale_switch (id) {
+        id -> Integer,
+        state -> Text,
+        changed_at -> BigInt,
     }
 }
 

@@ -264,7 +264,7 @@ mod tests {
                 steps: vec![StepAt { step: Step::Paid, at: reservation.reserved_at }],
             })
             .collect();
-        StockSnapshot { position: Position::new(count), reservations, steps }
+        StockSnapshot { position: Position::new(count), reservations, steps, restocks: Vec::new() }
     }
 
     async fn store(dir: &tempfile::TempDir) -> (SqlSnapshots, Database) {

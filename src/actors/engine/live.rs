@@ -1,13 +1,12 @@
 //! The live side as the HTTP layer reaches it: a product's stock feed, a buyer's order changes, the running actor
-//! tree, and the admin's hand on a sale (pause, resume, drain) and on an actor (kill it, to see it restarted).
+//! tree, and the admin's hand on an actor (kill it, to see it restarted).
 
 use std::time::Duration;
 
-use super::{ask, Engine, EngineError};
+use super::Engine;
 use crate::actors::inspect::{self, ActorNode, ChildRestarts};
 use crate::actors::live::{OrderWatch, StockWatch};
-use crate::actors::sale::product::ProductMsg;
-use crate::domain::{ProductId, SaleState, SaleWindow, UserId};
+use crate::domain::{ProductId, UserId};
 
 /// How long each actor has to answer an inspection before it is listed without its details.
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -15,8 +14,6 @@ const INSPECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// One product's live stock, for a subscriber.
 pub struct StockFeed {
     pub product_id: ProductId,
-    pub stock: u64,
-    pub window: SaleWindow,
     pub updates: StockWatch,
 }
 
@@ -32,21 +29,13 @@ impl Engine {
     /// `product`'s stock feed, from its latest value.
     pub fn stock_feed(&self, product: ProductId) -> Option<StockFeed> {
         let handle = self.catalog.get(product)?;
-        let draft = &handle.product.draft;
-        let stock = u64::from(draft.stock.get());
-        let updates = handle.live.subscribe(stock, &handle.gauges);
-        Some(StockFeed { product_id: product, stock, window: draft.window, updates })
+        let updates = handle.live.subscribe(handle.product.draft.window, &handle.gauges);
+        Some(StockFeed { product_id: product, updates })
     }
 
     /// `user`'s order changes from now on, with room for `buffer` not yet sent.
     pub fn watch_orders(&self, user: UserId, buffer: usize) -> OrderWatch {
         self.orders.watch(user, buffer)
-    }
-
-    /// Opens, pauses or drains `product`'s sale, through its actor.
-    pub async fn switch_sale(&self, product: ProductId, sale: SaleState) -> Result<SaleState, EngineError> {
-        let handle = self.catalog.get(product).ok_or(EngineError::NotFound)?;
-        ask(&handle.actor, |reply| ProductMsg::Switch(sale, reply)).await
     }
 
     /// The running actor tree, from the root down.
@@ -76,10 +65,9 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{engine, open_sale, settings, until};
-    use super::super::PurchaseError;
     use super::*;
     use crate::actors::inspect::ActorKind;
-    use crate::domain::{LiveStock, Quantity, Step};
+    use crate::domain::{Quantity, Step};
     use crate::persistence::Journal;
 
     fn user(id: i64) -> UserId {
@@ -112,34 +100,6 @@ mod tests {
         .await;
         let one = Quantity::try_from(1).unwrap();
         assert!(engine.purchase(product, user(1), one, None).await.is_ok(), "it sells again");
-        engine.shutdown().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_paused_sale_refuses_and_takes_nothing_a_drained_one_finishes_and_both_resume() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine(&dir, Journal::whole, settings()).await;
-        let product = open_sale(&engine, 10).await;
-        let one = Quantity::try_from(1).unwrap();
-        let mut feed = engine.stock_feed(product).expect("a feed");
-
-        assert_eq!(engine.switch_sale(product, SaleState::Paused).await.unwrap(), SaleState::Paused);
-        assert_eq!(engine.purchase(product, user(1), one, None).await, Err(PurchaseError::SalePaused));
-        assert_eq!(
-            feed.updates.next().await.unwrap(),
-            LiveStock { available: 10, sold_out: false, sale: SaleState::Paused }
-        );
-
-        engine.switch_sale(product, SaleState::Draining).await.unwrap();
-        assert_eq!(engine.purchase(product, user(1), one, None).await, Err(PurchaseError::SaleDraining));
-        assert_eq!(engine.inspect(product).await.unwrap().summary.available, 10, "nothing was taken");
-
-        engine.switch_sale(product, SaleState::Open).await.unwrap();
-        engine.purchase(product, user(1), one, None).await.expect("sales go on");
-        let mut latest = feed.updates.latest();
-        while latest != (LiveStock { available: 9, sold_out: false, sale: SaleState::Open }) {
-            latest = feed.updates.next().await.unwrap();
-        }
         engine.shutdown().await;
     }
 

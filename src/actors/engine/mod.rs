@@ -3,6 +3,7 @@
 //! modules: `purchase` routes a purchase straight to the buyer's shard, `order_steps` carries a buyer's request
 //! about an order to the shard holding it, `reads` finds orders, `views` shows products as buyers and admins see them.
 
+mod controls;
 mod live;
 mod order_steps;
 mod payments;
@@ -55,6 +56,8 @@ pub struct EngineSettings {
     pub alert_webhook: Option<String>,
     /// How often products publish their live stock.
     pub stock_pace: StockPace,
+    /// How long before its window opens a product warms itself up for the sale.
+    pub preheat: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,7 @@ impl Engine {
         let appender = Appender::new();
         let orders = OrderFeed::start();
         let catalog = Arc::new(Catalog::default());
+        catalog.global().set(db.global_sale().await?);
         let (payments, refunds) = (Arc::new(JobLink::default()), Arc::new(JobLink::default()));
         let office = DeadLetterOffice::new(
             db.clone(),
@@ -123,6 +127,7 @@ impl Engine {
             refunds: Arc::clone(&refunds),
             orders: Arc::clone(&orders),
             stock_pace: settings.stock_pace,
+            preheat: settings.preheat,
         });
         let projection = Arc::clone(&journal.projection);
         let args = RootArgs {

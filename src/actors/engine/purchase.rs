@@ -1,12 +1,13 @@
-//! Purchase routing: the sale window, the admin's switch and the sold-out flag are checked from memory, then the purchase goes straight
-//! to the buyer's shard — no other actor is involved.
+//! Purchase routing: the sale window, the admin's switches (the product's and the global one, an atomic load each)
+//! and the sold-out flag are checked from memory, then the purchase goes straight to the buyer's shard — no other
+//! actor is involved.
 
 use ractor::rpc::CallResult;
 
 use super::Engine;
 use crate::actors::sale::shard::book::{PurchaseRequest, Receipt, Refusal};
 use crate::actors::sale::shard::ShardMsg;
-use crate::domain::{IdempotencyKey, ProductId, Quantity, SalePhase, SaleState, Timestamp, UserId};
+use crate::domain::{admit, Closed, IdempotencyKey, ProductId, Quantity, Timestamp, UserId};
 
 /// Why a purchase was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +43,17 @@ impl From<Refusal> for PurchaseError {
     }
 }
 
+impl From<Closed> for PurchaseError {
+    fn from(closed: Closed) -> Self {
+        match closed {
+            Closed::NotStarted { starts_at } => PurchaseError::NotStarted { starts_at },
+            Closed::Ended => PurchaseError::Ended,
+            Closed::Paused => PurchaseError::SalePaused,
+            Closed::Draining => PurchaseError::SaleDraining,
+        }
+    }
+}
+
 impl Engine {
     pub async fn purchase(
         &self,
@@ -51,17 +63,7 @@ impl Engine {
         key: Option<IdempotencyKey>,
     ) -> Result<Receipt, PurchaseError> {
         let handle = self.catalog.get(product).ok_or(PurchaseError::NotFound)?;
-        let window = handle.product.draft.window;
-        match window.phase(Timestamp::now()) {
-            SalePhase::Upcoming => return Err(PurchaseError::NotStarted { starts_at: window.starts_at() }),
-            SalePhase::Ended => return Err(PurchaseError::Ended),
-            SalePhase::Open => {}
-        }
-        match handle.live.sale() {
-            SaleState::Open => {}
-            SaleState::Paused => return Err(PurchaseError::SalePaused),
-            SaleState::Draining => return Err(PurchaseError::SaleDraining),
-        }
+        admit(handle.product.draft.window, Timestamp::now(), handle.live.sale(), handle.live.global())?;
         // A retried request must still find its order, so only key-less requests take the shortcut.
         if key.is_none() && handle.gauges.is_sold_out() {
             return Err(PurchaseError::SoldOut);

@@ -93,6 +93,7 @@ pub fn settings() -> EngineSettings {
             min_gap: Duration::from_millis(20),
             messages_per_second: std::num::NonZeroU32::new(100_000).unwrap(),
         },
+        preheat: Duration::from_secs(30),
     }
 }
 

@@ -12,7 +12,8 @@ use crate::actors::root::RootMsg;
 use crate::actors::sale::catalog::ProductHandle;
 use crate::actors::sale::product::{Inspection, ProductMsg};
 use crate::actors::sale::shard::book::ShardCounts;
-use crate::domain::{ProductDraft, ProductId, SalePhase, Timestamp};
+use crate::actors::sale::supervisor::SupervisorMsg;
+use crate::domain::{ProductDraft, ProductId, SalePhase, SaleState, Timestamp};
 
 /// A product as buyers see it, with live stock.
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +28,8 @@ pub struct ProductSummary {
     pub ends_at: Timestamp,
     pub phase: SalePhase,
     pub sold_out: bool,
+    /// The admin's switch as buyers meet it (a global pause shows here).
+    pub sale: SaleState,
     /// Seconds each buyer has to pay.
     pub payment_window_secs: u32,
 }
@@ -65,8 +68,10 @@ pub struct SnapshotHealth {
 
 impl Engine {
     pub async fn create_product(&self, draft: ProductDraft) -> Result<ProductSummary, EngineError> {
-        let created =
-            self.root.call(|reply| RootMsg::CreateProduct { draft, reply }, Some(Duration::from_secs(30))).await;
+        let created = self
+            .root
+            .call(|reply| RootMsg::Products(SupervisorMsg::Create { draft, reply }), Some(Duration::from_secs(30)))
+            .await;
         let product = match created {
             Ok(CallResult::Success(Ok(product))) => product,
             Ok(CallResult::Success(Err(why))) => return Err(EngineError::Actors(why)),
@@ -115,18 +120,19 @@ impl Engine {
 
 fn summarize(handle: &ProductHandle) -> ProductSummary {
     let draft = &handle.product.draft;
-    let stock_total = u64::from(draft.stock.get());
+    let stock_total = handle.gauges.stock();
     ProductSummary {
         id: handle.product.id,
         name: draft.name.clone(),
         price_cents: draft.price_cents,
         stock_total,
-        available: handle.gauges.available(stock_total),
+        available: handle.gauges.available(),
         per_user_limit: draft.per_user_limit.get(),
         starts_at: draft.window.starts_at(),
         ends_at: draft.window.ends_at(),
         phase: draft.window.phase(Timestamp::now()),
         sold_out: handle.gauges.is_sold_out(),
+        sale: handle.live.sale().under(handle.live.global()),
         payment_window_secs: draft.payment_window.get(),
     }
 }

@@ -130,6 +130,17 @@ impl Appender {
         })
     }
 
+    /// Appends one event and waits until it is durable (its position) or refused — for the rare event a person
+    /// waits on, such as a restock; the purchase path never waits here. A refused event is undone by the committer
+    /// as any other is.
+    pub async fn append_and_wait(&self, event: JournalEvent) -> Result<Position, AppendFailed> {
+        let (answer, heard) = tokio::sync::oneshot::channel();
+        let order_id = event.order_id();
+        let to: Arc<dyn Recipient> = Arc::new(Answer(Mutex::new(Some(answer))));
+        self.append(event, Ack { to, order_id })?;
+        heard.await.unwrap_or(Err(AppendFailed))
+    }
+
     /// Appends (and flushes) handed in that the committer has not taken yet.
     pub fn waiting(&self) -> usize {
         self.line.sender.load().len()
@@ -197,6 +208,18 @@ impl Appender {
                 self.line.running.store(false, Ordering::Release);
                 Err(err)
             }
+        }
+    }
+}
+
+/// Where `append_and_wait` hears of its one event.
+struct Answer(Mutex<Option<tokio::sync::oneshot::Sender<Result<Position, AppendFailed>>>>);
+
+impl Recipient for Answer {
+    fn acknowledge(&self, outcomes: Vec<Outcome>) {
+        let waiting = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let (Some(waiting), Some((_, result))) = (waiting, outcomes.into_iter().next()) {
+            let _ = waiting.send(result);
         }
     }
 }

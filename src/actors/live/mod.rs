@@ -9,4 +9,4 @@ mod stock;
 
 pub use orders::{OrderFeed, OrderWatch};
 pub use pace::{Pace, StockPace};
-pub use stock::{Audience, ProductLive, StockWatch};
+pub use stock::{Audience, ProductLive, SaleSwitch, StockWatch};

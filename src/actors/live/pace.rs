@@ -82,10 +82,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::domain::SaleState;
+    use crate::domain::{SaleState, SaleWindow, Timestamp};
 
     fn level(available: u64) -> LiveStock {
-        LiveStock { available, sold_out: available == 0, sale: SaleState::Open }
+        let window = SaleWindow::new(Timestamp::from_millis(0), Timestamp::from_millis(1)).unwrap();
+        LiveStock { available, stock: 100, sold_out: available == 0, sale: SaleState::Open, window }
     }
 
     fn pace(min_gap_ms: u64, per_second: u32) -> Pace {

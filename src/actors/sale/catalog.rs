@@ -13,8 +13,8 @@ use super::gauges::Gauges;
 use super::product::ProductMsg;
 use super::shard::book::{ActRefusal, OrderAct, OrderRequest};
 use super::shard::ShardMsg;
-use crate::actors::live::{Audience, ProductLive};
-use crate::domain::{Order, OrderId, Product, ProductId, UserId};
+use crate::actors::live::{Audience, ProductLive, SaleSwitch};
+use crate::domain::{Order, OrderId, Product, ProductId, SaleWindow, UserId};
 
 /// One running product.
 pub struct ProductHandle {
@@ -40,6 +40,8 @@ pub struct Catalog {
     live: Mutex<HashMap<ProductId, Arc<ProductLive>>>,
     /// Everyone watching any product's stock.
     audience: Arc<Audience>,
+    /// The admin's switch over every product.
+    global: Arc<SaleSwitch>,
 }
 
 impl Catalog {
@@ -57,10 +59,34 @@ impl Catalog {
         products.insert(handle.product.id, Arc::new(handle));
     }
 
-    /// `id`'s feed and switch, made the first time a product of that id starts.
-    pub fn live_of(&self, id: ProductId) -> Arc<ProductLive> {
+    /// A running product's handle with its sale moved to `window`, replacing the old one at once, so the next
+    /// purchase and the next view see the new window; false if the product does not run.
+    pub fn reschedule(&self, id: ProductId, window: SaleWindow) -> bool {
+        let mut products = self.products.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(handle) = products.get(&id) else { return false };
+        let mut product = handle.product.clone();
+        product.draft.window = window;
+        let moved = ProductHandle {
+            product,
+            actor: handle.actor.clone(),
+            shards: handle.shards.clone(),
+            gauges: Arc::clone(&handle.gauges),
+            live: Arc::clone(&handle.live),
+        };
+        products.insert(id, Arc::new(moved));
+        true
+    }
+
+    /// `product`'s feed and switch, made (from its stored switch) the first time a product of that id starts.
+    pub fn live_of(&self, product: &Product) -> Arc<ProductLive> {
         let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Arc::clone(live.entry(id).or_insert_with(|| Arc::new(ProductLive::new(Arc::clone(&self.audience)))))
+        let made = || Arc::new(ProductLive::new(product, Arc::clone(&self.global), Arc::clone(&self.audience)));
+        Arc::clone(live.entry(product.id).or_insert_with(made))
+    }
+
+    /// The switch over every product.
+    pub fn global(&self) -> &SaleSwitch {
+        &self.global
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ProductId, Arc<ProductHandle>>> {

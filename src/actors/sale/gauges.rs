@@ -1,15 +1,26 @@
-//! Two numbers a product's actors keep current for readers that must not ask an actor: units taken (in flight or
-//! reserved) and the sold-out flag. Live stock and the sold-out shortcut of the purchase path read them.
+//! Numbers a product's actors keep current for readers that must not ask an actor: the stock (the sale's own plus
+//! its restocks), units taken (in flight or reserved) and the sold-out flag. Live stock and the sold-out shortcut of
+//! the purchase path read them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
 pub struct Gauges {
+    stock: AtomicU64,
     taken: AtomicU64,
     sold_out: AtomicBool,
 }
 
 impl Gauges {
+    /// Every unit the sale has had: its own and its restocks'.
+    pub fn stock(&self) -> u64 {
+        self.stock.load(Ordering::Relaxed)
+    }
+
+    pub fn set_stock(&self, stock: u64) {
+        self.stock.store(stock, Ordering::Relaxed);
+    }
+
     pub fn taken(&self) -> u64 {
         self.taken.load(Ordering::Relaxed)
     }
@@ -23,9 +34,9 @@ impl Gauges {
         }
     }
 
-    /// What buyers can still get of `stock` units.
-    pub fn available(&self, stock: u64) -> u64 {
-        stock.saturating_sub(self.taken())
+    /// What buyers can still get.
+    pub fn available(&self) -> u64 {
+        self.stock().saturating_sub(self.taken())
     }
 
     pub fn is_sold_out(&self) -> bool {

@@ -4,7 +4,10 @@
 //! any order a mailbox allows: FIFO per mailbox, anything across mailboxes. A reclaim surrenders one shard per step
 //! while the others go on, and each surrender reaches its shard after everything already in that shard's mailbox,
 //! as the product actor's call does. Buyers cancel orders and the clock runs out payment windows, so units go back
-//! on sale through the journal while others are bought.
+//! on sale through the journal while others are bought. An admin restocks (the ledger's stock grows by the units,
+//! reaching the pool when the product actor handles the restock, as it does once the restock is durable) and pauses
+//! and resumes the product or every sale: a purchase then meets the same gate as the purchase path (`admit`) and is
+//! refused before any shard sees it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -16,7 +19,8 @@ use super::shard::book::{
     ActOutcome, ActRefusal, Effect, OrderAct, OrderRequest, Outcome, PurchaseRequest, Refusal, ShardBook,
 };
 use crate::domain::{
-    Change, IdempotencyKey, OrderId, OrderStatus, Position, ProductId, Quantity, Refund, Timestamp, UserId,
+    admit, Change, Closed, IdempotencyKey, OrderId, OrderStatus, Position, ProductId, Quantity, Refund, SaleState,
+    SaleWindow, Timestamp, UserId,
 };
 
 /// How long a buyer has to pay, in the model's clock.
@@ -50,6 +54,15 @@ enum Op {
         shard: u8,
         late: bool,
     },
+    /// An admin adds units; the product actor takes them into the pool when it handles the restock.
+    Restock {
+        units: u8,
+    },
+    /// An admin sets the product's switch, or the global one.
+    Switch {
+        state: u8,
+        global: bool,
+    },
 }
 
 enum ToShard {
@@ -70,6 +83,7 @@ enum ToShard {
 enum ToProduct {
     Need { shard: usize, want: u64 },
     Returned,
+    Restock(u64),
 }
 
 struct Model {
@@ -83,8 +97,14 @@ struct Model {
     product_mail: VecDeque<ToProduct>,
     /// Appends waiting for the journal's answer: the shard, the order and its units.
     journal: Vec<(usize, OrderId, u64)>,
-    /// Units refused appends have put back since every unit was last held (in flight or reserved) at once.
+    /// Units refused appends have put back, or restocks added, since every unit was last held (in flight or
+    /// reserved) at once.
     returned_since_all_held: u64,
+    /// The product's switch and the global one.
+    switch: SaleState,
+    global: SaleState,
+    /// Purchases the switches turned away before any shard saw them.
+    paused_refusals: u64,
     next_position: i64,
     next_request: u64,
     requests: HashMap<u64, (UserId, Option<IdempotencyKey>)>,
@@ -121,6 +141,9 @@ impl Model {
             product_mail: VecDeque::new(),
             journal: Vec::new(),
             returned_since_all_held: 0,
+            switch: SaleState::Open,
+            global: SaleState::Open,
+            paused_refusals: 0,
             next_position: 0,
             next_request: 0,
             requests: HashMap::new(),
@@ -161,7 +184,26 @@ impl Model {
             Op::Buy { user, quantity, key } => {
                 let user = UserId::try_from(i64::from(user) + 1).unwrap();
                 let key = key.map(|k| IdempotencyKey::try_from(format!("k{k}")).unwrap());
-                self.buy(user, u32::from(quantity), key);
+                let window = SaleWindow::new(Timestamp::from_millis(0), Timestamp::from_millis(i64::MAX)).unwrap();
+                match admit(window, self.now, self.switch, self.global) {
+                    Ok(()) => {
+                        self.buy(user, u32::from(quantity), key);
+                    }
+                    Err(closed) => {
+                        assert!(matches!(closed, Closed::Paused | Closed::Draining), "the window is always open");
+                        assert_ne!(self.switch.under(self.global), SaleState::Open, "refused while open");
+                        self.paused_refusals += 1;
+                    }
+                }
+            }
+            Op::Restock { units } => self.product_mail.push_back(ToProduct::Restock(u64::from(units))),
+            Op::Switch { state, global } => {
+                let state = SaleState::from_u8(state);
+                if global {
+                    self.global = state;
+                } else {
+                    self.switch = state;
+                }
             }
             Op::DeliverToShard(shard) => self.deliver_to_shard(usize::from(shard) % self.shards.len()),
             Op::DeliverToProduct => self.deliver_to_product(),
@@ -247,6 +289,11 @@ impl Model {
         let commands = match self.product_mail.pop_front() {
             Some(ToProduct::Need { shard, want }) => self.product.need_stock(shard, want),
             Some(ToProduct::Returned) => self.product.stock_returned(),
+            Some(ToProduct::Restock(units)) => {
+                self.stock += units;
+                self.returned_since_all_held += units;
+                self.product.restock(units)
+            }
             None => return,
         };
         self.command(commands);
@@ -418,6 +465,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..12, any::<u8>()).prop_map(|(user, nth)| Op::Cancel { user, nth }),
         1 => (0u8..12, any::<u8>()).prop_map(|(user, nth)| Op::Pay { user, nth }),
         1 => (0u8..4, prop::bool::weighted(0.2)).prop_map(|(shard, late)| Op::Tick { shard, late }),
+        1 => (1u8..=5).prop_map(|units| Op::Restock { units }),
+        1 => (0u8..3, any::<bool>()).prop_map(|(state, global)| Op::Switch { state, global }),
     ]
 }
 
@@ -433,9 +482,20 @@ proptest! {
     ) {
         let mut model = Model::new(stock, shard_count, limit);
         for op in &ops {
+            let before = (model.remaining(), model.next_request, model.paused_refusals);
             model.step(op);
+            if model.paused_refusals > before.2 {
+                // A paused sale refused the buyer: no request reached a shard, and no unit moved.
+                prop_assert_eq!((model.remaining(), model.next_request), (before.0, before.1));
+            }
         }
         model.quiesce();
+        let restocked = model.stock - stock;
+        let restocks = ops.iter().filter_map(|op| match op { Op::Restock { units } => Some(u64::from(*units)), _ => None });
+        prop_assert_eq!(restocked, restocks.sum::<u64>(), "every restock reached the ledger once");
+        let stock = model.stock;
+        model.step(&Op::Switch { state: 0, global: false });
+        model.step(&Op::Switch { state: 0, global: true });
 
         // Every buyer and every request about an order got exactly one answer once everything settled.
         prop_assert_eq!(model.answers.len() as u64, model.next_request);

@@ -1,7 +1,8 @@
 //! The ProductSupervisor: starts a ProductActor per product and publishes it in the catalog, and restarts one that
 //! fails — after a backoff, from its snapshot and the journal — until the product's restart budget is spent, then
 //! fails itself so that its own supervisor decides. Creating a product goes through it too, so a new product and
-//! its actor appear together.
+//! its actor appear together, and so does moving a sale's window: it is stored, then the supervisor's own copy (what
+//! a restart starts from), the catalog's (what purchases read) and the product actor's (what its feed shows) change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use super::gauges::Gauges;
 use super::product::{ProductActor, ProductArgs, ProductDeps, ProductMsg};
 use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
 use crate::actors::supervision::{BackoffPolicy, Restarts, SupervisorView};
-use crate::domain::{Product, ProductDraft, ProductId};
+use crate::domain::{Product, ProductDraft, ProductId, SaleWindow};
 use crate::persistence::{Database, DbError};
 
 pub struct ProductSupervisor;
@@ -31,18 +32,41 @@ pub struct SupervisorState {
     catalog: Arc<Catalog>,
     db: Database,
     children: HashMap<ActorId, Product>,
+    /// Windows an admin moved since this supervisor started (stored already): a product (re)started from a copy
+    /// older than the move — a restart waiting out its backoff — starts with the window it was moved to.
+    moved: HashMap<ProductId, SaleWindow>,
     restarts: Restarts<ProductId>,
     meter: Arc<Meter>,
 }
 
 pub type CreateReply = RpcReplyPort<Result<Product, String>>;
 
+/// `Ok(false)`: no such product.
+pub type RescheduleReply = RpcReplyPort<Result<bool, String>>;
+
 pub enum SupervisorMsg {
     Create { draft: ProductDraft, reply: CreateReply },
     Stored { result: Result<Product, DbError>, reply: CreateReply },
+    Reschedule { product: ProductId, window: SaleWindow, reply: RescheduleReply },
+    Rescheduled { product: ProductId, window: SaleWindow, result: Result<bool, DbError>, reply: RescheduleReply },
     Start(Product),
     Restarts(RpcReplyPort<SupervisorView>),
     Inspect(InspectReply),
+}
+
+impl SupervisorMsg {
+    /// Answers a request that cannot reach the supervisor (it is restarting) with `why`.
+    pub fn refuse(self, why: &str) {
+        match self {
+            SupervisorMsg::Create { reply, .. } | SupervisorMsg::Stored { reply, .. } => {
+                let _ = reply.send(Err(why.to_owned()));
+            }
+            SupervisorMsg::Reschedule { reply, .. } | SupervisorMsg::Rescheduled { reply, .. } => {
+                let _ = reply.send(Err(why.to_owned()));
+            }
+            SupervisorMsg::Start(_) | SupervisorMsg::Restarts(_) | SupervisorMsg::Inspect(_) => {}
+        }
+    }
 }
 
 impl Actor for ProductSupervisor {
@@ -61,6 +85,7 @@ impl Actor for ProductSupervisor {
             catalog: args.catalog,
             db: args.db,
             children: HashMap::new(),
+            moved: HashMap::new(),
             restarts: Restarts::new(args.policy),
             meter: Arc::default(),
         };
@@ -103,6 +128,20 @@ impl Actor for ProductSupervisor {
             }
             SupervisorMsg::Stored { result: Err(err), reply } => {
                 let _ = reply.send(Err(err.to_string()));
+            }
+            SupervisorMsg::Reschedule { product, window, reply } => {
+                let (db, myself) = (state.db.clone(), myself.clone());
+                tokio::spawn(async move {
+                    let result = db.set_window(product, window).await;
+                    let _ = myself.cast(SupervisorMsg::Rescheduled { product, window, result, reply });
+                });
+            }
+            SupervisorMsg::Rescheduled { product, window, result, reply } => {
+                let outcome = result.map_err(|err| err.to_string());
+                if outcome == Ok(true) {
+                    state.reschedule(product, window);
+                }
+                let _ = reply.send(outcome);
             }
             SupervisorMsg::Start(product) => {
                 if let Err(err) = state.start(&myself, product.clone()).await {
@@ -153,9 +192,12 @@ impl Actor for ProductSupervisor {
 
 impl SupervisorState {
     /// Starts `product`'s actor (which recovers it) and publishes it.
-    async fn start(&mut self, myself: &ActorRef<SupervisorMsg>, product: Product) -> Result<(), String> {
+    async fn start(&mut self, myself: &ActorRef<SupervisorMsg>, mut product: Product) -> Result<(), String> {
+        if let Some(window) = self.moved.get(&product.id) {
+            product.draft.window = *window;
+        }
         let gauges = Arc::new(Gauges::default());
-        let live = self.catalog.live_of(product.id);
+        let live = self.catalog.live_of(&product);
         let args = ProductArgs {
             product: product.clone(),
             deps: Arc::clone(&self.deps),
@@ -168,6 +210,19 @@ impl SupervisorState {
         let shards = ractor::call!(actor, ProductMsg::Shards).map_err(|err| err.to_string())?;
         self.catalog.publish(ProductHandle { product, actor, shards, gauges, live });
         Ok(())
+    }
+
+    /// Moves a stored product's window in every copy the running service keeps.
+    fn reschedule(&mut self, id: ProductId, window: SaleWindow) {
+        self.moved.insert(id, window);
+        for product in self.children.values_mut().filter(|product| product.id == id) {
+            product.draft.window = window;
+        }
+        if self.catalog.reschedule(id, window) {
+            if let Some(handle) = self.catalog.get(id) {
+                let _ = handle.actor.cast(ProductMsg::Window(window));
+            }
+        }
     }
 
     fn retry_later(

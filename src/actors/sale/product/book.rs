@@ -5,8 +5,8 @@
 //! A dry shard asks for stock; the pool grants a chunk while it has any. When the pool is empty, the product does not
 //! say "sold out" on its own: it reclaims every shard's unused slice, one shard at a time (each surrender waits
 //! behind what is already in that shard's mailbox), and only when the pool and every slice are empty does it sell
-//! out. Stock that comes back after a sell-out (a refused append) reopens the sale. That is what rules out
-//! undersell.
+//! out. Stock that comes back after a sell-out (a refused append) or a restock reopens the sale. That is what rules
+//! out undersell. A restock's units go to the pool, and the shards get them by the usual grants.
 
 use super::pool::{Pool, Refill};
 
@@ -98,6 +98,13 @@ impl ProductBook {
         }
     }
 
+    /// An admin added `units` (durable already): they join the pool, and a sold-out sale opens again.
+    pub fn restock(&mut self, units: u64) -> Vec<Command> {
+        debug_assert!(self.reclaim.is_none(), "a reclaim finishes before the next message is read");
+        self.pool.add(units);
+        self.stock_returned()
+    }
+
     /// Units the coordinator holds: the pool, and slices a reclaim under way has gathered.
     pub fn units(&self) -> u64 {
         self.pool.units() + self.reclaim.map_or(0, |reclaim| reclaim.gathered)
@@ -145,6 +152,18 @@ mod tests {
         assert!(book.is_sold_out());
         assert_eq!(book.stock_returned(), vec![Command::Reopen]);
         assert_eq!(book.stock_returned(), vec![], "reopened already");
+    }
+
+    #[test]
+    fn a_restock_fills_the_pool_and_reopens_a_sold_out_sale() {
+        let mut book = ProductBook::new(0, 1);
+        book.need_stock(0, 1);
+        assert_eq!(book.surrendered(0), vec![Command::Grant { shard: 0, units: 0, last: true }, Command::SellOut]);
+        assert_eq!(book.restock(5), vec![Command::Reopen]);
+        assert_eq!(book.units(), 5);
+        assert_eq!(book.need_stock(0, 2), vec![Command::Grant { shard: 0, units: 2, last: false }]);
+        assert_eq!(book.restock(3), vec![], "an open sale just has more to grant");
+        assert_eq!(book.units(), 6);
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! snapshots and answers inspections. It calls its shards (surrender, counts, snapshot) but shards only ever cast
 //! to it, so the two can never wait on each other. A shard's failure fails the product, whose supervisor restarts
 //! it from the journal once everything the old incarnation handed to the journal writer has settled.
+//!
+//! An admin's restock is journaled (`StockAdded`) and awaited inside its handler: no snapshot can be taken between
+//! the append and its answer, so every snapshot either holds the restock or was taken before it was appended, and
+//! recovery then finds it in the journal after the snapshot's position. Only once it is durable do its units reach
+//! the pool. Before a sale opens (on an admin's word, or `preheat_secs` ahead on its own) the product warms its
+//! shards: their buyer maps are sized for the crowd, so the first second of the sale does not pay for growing them.
 
 pub mod book;
 pub mod pool;
@@ -23,10 +29,13 @@ use super::gauges::Gauges;
 use super::shard::book::{ShardBook, ShardCounts};
 use super::shard::{PoolRequest, ShardArgs, ShardMsg, StockShard};
 use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
-use crate::actors::journal::Appender;
+use crate::actors::journal::{AppendFailed, Appender};
 use crate::actors::lifecycle::{JobLink, Refund};
 use crate::actors::live::{OrderFeed, Pace, ProductLive, StockPace};
-use crate::domain::{Position, Product, Reservation, SaleState, StockSnapshot, Timeline};
+use crate::domain::{
+    JournalEvent, OrderId, Position, Product, Reservation, RestockUnits, SaleWindow, StockAdded, StockLevel,
+    StockSnapshot, Timeline, Timestamp,
+};
 use crate::persistence::{JournalReplay, SnapshotError, SnapshotStore};
 
 /// What every product actor needs, shared.
@@ -43,6 +52,8 @@ pub struct ProductDeps {
     pub orders: Arc<OrderFeed>,
     /// How often products publish their live stock.
     pub stock_pace: StockPace,
+    /// How long before its window opens a product warms itself up.
+    pub preheat: Duration,
 }
 
 pub struct ProductActor;
@@ -66,6 +77,35 @@ pub struct ProductState {
     pace: Pace,
     snapshot: SnapshotClock,
     meter: Arc<Meter>,
+    /// The sale's own stock plus every restock.
+    stock: u64,
+    /// Every durable restock, for the snapshots.
+    restocks: Vec<StockAdded>,
+    /// What the last warm-up did, if there was one.
+    warmed: Option<Warmed>,
+}
+
+/// Why a restock was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RestockError {
+    #[error("stock would exceed {max} units (it is {stock})")]
+    TooMuch { stock: u64, max: u64 },
+    #[error("the journal did not record the restock; nothing was added")]
+    Unavailable,
+}
+
+/// What a warm-up made ready.
+#[derive(Debug, Clone, Serialize)]
+pub struct Warmed {
+    pub shards: usize,
+    /// Buyers each shard now has room for without growing its maps.
+    pub buyers_per_shard: Vec<usize>,
+    /// Units already in the shards' slices, sold without asking the pool.
+    pub in_slices: u64,
+    pub pool: u64,
+    pub journal_position: i64,
+    pub snapshot_position: i64,
+    pub at: Timestamp,
 }
 
 /// A product's stock as its actors see it at one instant.
@@ -99,6 +139,10 @@ impl Inspection {
 
 pub type SnapshotReply = RpcReplyPort<Result<(), String>>;
 
+/// Most buyers a warm-up makes room for in one shard: enough for a sale of millions over a few shards, and a bound
+/// on the memory a warm-up takes before anyone buys.
+const MAX_WARM: usize = 262_144;
+
 pub enum ProductMsg {
     Pool(PoolRequest),
     /// Where every unit is, for the admin's view of the product.
@@ -108,8 +152,14 @@ pub enum ProductMsg {
     Tick,
     /// Publish the live stock if it changed.
     Publish,
-    /// An admin opens, pauses or drains the sale; answered with the state it is in now.
-    Switch(SaleState, RpcReplyPort<SaleState>),
+    /// An admin adds units; answered with the stock after it, once the restock is durable.
+    Restock(RestockUnits, RpcReplyPort<Result<u64, RestockError>>),
+    /// An admin moved the sale's window (already stored).
+    Window(SaleWindow),
+    /// Get ready for the sale's first second; answered with what was made ready.
+    Preheat(RpcReplyPort<Warmed>),
+    /// An admin switched this sale or every sale (stored and set already): tell the subscribers.
+    Announce,
     Inspect(InspectReply),
     SnapshotNow(Option<SnapshotReply>),
     SnapshotSaved {
@@ -154,7 +204,8 @@ impl Actor for ProductActor {
             return Err("the journal writer did not answer a flush before recovery".into());
         }
         let recovered = recovery::recover(&product, deps.journal.as_ref(), deps.snapshots.as_ref()).await?;
-        let stock = u64::from(product.draft.stock.get());
+        let added: u64 = recovered.restocks.iter().map(|added| u64::from(added.units.get())).sum();
+        let stock = u64::from(product.draft.stock.get()) + added;
         let holding = recovered.orders.iter().filter(|(_, timeline)| timeline.life().holds_units());
         let taken: u64 = holding.map(|(reservation, _)| u64::from(reservation.quantity.get())).sum();
         if taken > stock {
@@ -162,6 +213,7 @@ impl Actor for ProductActor {
         }
         let shard_count = product.draft.shards;
         let book = ProductBook::new(stock.saturating_sub(taken), shard_count.get() as usize);
+        gauges.set_stock(stock);
         gauges.record(0, taken);
 
         let mut per_shard: Vec<Vec<(Arc<Reservation>, Timeline)>> =
@@ -198,6 +250,9 @@ impl Actor for ProductActor {
             gauges,
             live,
             meter: Arc::default(),
+            stock,
+            restocks: recovered.restocks,
+            warmed: None,
         };
         let opening = state.book.open();
         state.perform(opening).await?;
@@ -241,14 +296,20 @@ impl Actor for ProductActor {
                 let _ = reply.send(state.inspection().await?);
             }
             ProductMsg::Publish => state.publish(),
-            ProductMsg::Switch(sale, reply) => {
-                if state.live.sale() != sale {
-                    tracing::info!(product = %state.product.id, sale = ?sale, "sale switched");
-                }
-                state.live.set_sale(sale);
-                state.live.announce(state.stock(), &state.gauges);
-                let _ = reply.send(sale);
+            ProductMsg::Restock(units, reply) => {
+                let outcome = state.restock(units).await?;
+                let _ = reply.send(outcome);
             }
+            ProductMsg::Window(window) => {
+                tracing::info!(product = %state.product.id, window = ?window, "sale window moved");
+                state.product.draft.window = window;
+                state.announce();
+            }
+            ProductMsg::Preheat(reply) => {
+                let warmed = state.warm().await?;
+                let _ = reply.send(warmed);
+            }
+            ProductMsg::Announce => state.announce(),
             ProductMsg::Inspect(reply) => {
                 let inspection = state.inspection().await?;
                 let _ = reply.send(state.report(inspection));
@@ -259,6 +320,11 @@ impl Actor for ProductActor {
             ProductMsg::Tick => {
                 for shard in &state.shards {
                     shard.cast(ShardMsg::Tick)?;
+                }
+                let opens = state.product.draft.window.starts_at();
+                let now = Timestamp::now();
+                if state.warmed.is_none() && now < opens && opens <= now.plus(state.deps.preheat) {
+                    state.warm().await?;
                 }
                 if state.snapshot.tick(state.gauges.taken(), Instant::now(), &state.deps.snapshot_policy) {
                     state.take_snapshot(&myself, None).await?;
@@ -325,7 +391,9 @@ impl ProductState {
         let details = serde_json::json!({
             "product_id": self.product.id,
             "name": self.product.draft.name,
-            "stock": self.product.draft.stock.get(),
+            "stock": self.stock,
+            "restocks": self.restocks.len(),
+            "warmed": self.warmed,
             "sale": self.live.sale(),
             "pool": inspection.pool,
             "available": inspection.pool + total.available,
@@ -344,11 +412,59 @@ impl ProductState {
 
     /// Publishes what buyers can still get, if it changed and the feed's pace allows.
     fn publish(&mut self) {
-        self.live.refresh(self.stock(), &self.gauges, &mut self.pace, Instant::now());
+        self.live.refresh(self.product.draft.window, &self.gauges, &mut self.pace, Instant::now());
     }
 
-    fn stock(&self) -> u64 {
-        u64::from(self.product.draft.stock.get())
+    /// Publishes the sale as it stands now, whatever the pace: an admin changed it.
+    fn announce(&self) {
+        self.live.announce(self.product.draft.window, &self.gauges);
+    }
+
+    /// Journals a restock and waits for it to be durable; then its units join the pool (reopening a sold-out sale)
+    /// and the live stock rises.
+    async fn restock(&mut self, units: RestockUnits) -> Result<Result<u64, RestockError>, ActorProcessingErr> {
+        let added = u64::from(units.get());
+        let max = StockLevel::MAX_WITH_RESTOCKS;
+        if self.stock + added > max {
+            return Ok(Err(RestockError::TooMuch { stock: self.stock, max }));
+        }
+        let restock =
+            StockAdded { restock_id: OrderId::generate(), product_id: self.product.id, units, at: Timestamp::now() };
+        if let Err(AppendFailed) = self.deps.writer.append_and_wait(JournalEvent::StockAdded(restock)).await {
+            tracing::warn!(product = %self.product.id, units = added, "restock not journaled; nothing added");
+            return Ok(Err(RestockError::Unavailable));
+        }
+        self.stock += added;
+        self.restocks.push(restock);
+        self.gauges.set_stock(self.stock);
+        let commands = self.book.restock(added);
+        self.perform(commands).await?;
+        self.announce();
+        tracing::info!(product = %self.product.id, units = added, stock = self.stock, "restocked");
+        Ok(Ok(self.stock))
+    }
+
+    /// Sizes every shard for its share of the crowd the stock left can serve (a buyer takes at least a unit).
+    async fn warm(&mut self) -> Result<Warmed, ActorProcessingErr> {
+        let left = self.gauges.available();
+        let buyers = usize::try_from(left.div_ceil(self.shards.len() as u64)).unwrap_or(usize::MAX).min(MAX_WARM);
+        let mut buyers_per_shard = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            buyers_per_shard.push(ractor::call!(shard, ShardMsg::Warm, buyers)?);
+        }
+        let inspection = self.inspection().await?;
+        let warmed = Warmed {
+            shards: self.shards.len(),
+            buyers_per_shard,
+            in_slices: inspection.totals().available,
+            pool: inspection.pool,
+            journal_position: inspection.totals().journal_position,
+            snapshot_position: inspection.snapshot_position,
+            at: Timestamp::now(),
+        };
+        tracing::info!(product = %self.product.id, buyers, "warmed for the sale");
+        self.warmed = Some(warmed.clone());
+        Ok(warmed)
     }
 
     /// Carries out the book's commands; a surrender's answer goes back to the book, which may command more.
@@ -391,6 +507,7 @@ impl ProductState {
             snapshot.reservations.extend(part.reservations);
             snapshot.steps.extend(part.steps);
         }
+        snapshot.restocks.clone_from(&self.restocks);
         self.snapshot.saving();
         let position = snapshot.position.get();
         let (store, product, myself) = (Arc::clone(&self.deps.snapshots), self.product.id, myself.clone());

@@ -62,6 +62,11 @@ impl Pool {
         Refill::Grant { units, last: self.units == 0 }
     }
 
+    /// An admin's restock: `units` more for the shards to ask for.
+    pub fn add(&mut self, units: u64) {
+        self.units += units;
+    }
+
     /// A shard got stock back after the sell-out; returns whether the shards must be told to ask again.
     pub fn reopen(&mut self) -> bool {
         std::mem::take(&mut self.sold_out)

@@ -1,22 +1,30 @@
 //! How a product finds its committed orders after a (re)start: its latest snapshot, if one can be read, plus every
 //! journal event after it, each order's steps replayed through its `Timeline`. Redis or the snapshot table being
 //! unreadable only makes the replay longer. A snapshot's shards may each reach past its position, so the replay
-//! meets events the snapshot already holds: a reservation seen twice is kept once, and a step the order already
-//! took changes nothing.
+//! meets events the snapshot already holds: a reservation or a restock seen twice is kept once (by its id), and a
+//! step the order already took changes nothing. A restock voided after a failed append is never counted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::domain::{JournalEvent, OrderId, Product, Reservation, StockSnapshot, Timeline};
+use crate::domain::{JournalEvent, OrderId, Product, Reservation, StockAdded, StockSnapshot, Timeline};
 use crate::persistence::{JournalError, JournalReplay, SnapshotStore};
 
 /// Events read per journal query during recovery.
 const REPLAY_PAGE: usize = 10_000;
 
-/// A product's committed orders, and the journal position they reach.
+/// A product's committed orders and restocks, and the journal position they reach.
 pub struct Recovered {
     pub position: crate::domain::Position,
     pub orders: Vec<(Arc<Reservation>, Timeline)>,
+    pub restocks: Vec<StockAdded>,
+}
+
+/// What the replay builds: orders and restocks by id.
+#[derive(Default)]
+struct History {
+    orders: HashMap<OrderId, (Arc<Reservation>, Timeline)>,
+    restocks: HashMap<OrderId, StockAdded>,
 }
 
 pub async fn recover(
@@ -28,11 +36,13 @@ pub async fn recover(
         tracing::warn!(product = %product.id, error = %err, "snapshot unreadable; replaying the whole journal");
         None
     });
-    let StockSnapshot { mut position, reservations, steps } = snapshot.unwrap_or_default();
-    let mut orders: HashMap<OrderId, (Arc<Reservation>, Timeline)> =
-        reservations.into_iter().map(|r| (r.order_id, (r, Timeline::default()))).collect();
+    let StockSnapshot { mut position, reservations, steps, restocks } = snapshot.unwrap_or_default();
+    let mut history = History {
+        orders: reservations.into_iter().map(|r| (r.order_id, (r, Timeline::default()))).collect(),
+        restocks: restocks.into_iter().map(|added| (added.restock_id, added)).collect(),
+    };
     for taken in steps {
-        if let Some((_, timeline)) = orders.get_mut(&taken.order_id) {
+        if let Some((_, timeline)) = history.orders.get_mut(&taken.order_id) {
             *timeline = Timeline::of(taken.steps);
         }
     }
@@ -41,31 +51,39 @@ pub async fn recover(
         let Some(last) = page.last() else { break };
         position = last.position;
         for recorded in page {
-            replay(&mut orders, recorded.event);
+            history.replay(recorded.event);
         }
     }
-    Ok(Recovered { position, orders: orders.into_values().collect() })
+    let mut restocks: Vec<StockAdded> = history.restocks.into_values().collect();
+    restocks.sort_by_key(|added| added.at);
+    Ok(Recovered { position, orders: history.orders.into_values().collect(), restocks })
 }
 
-fn replay(orders: &mut HashMap<OrderId, (Arc<Reservation>, Timeline)>, event: JournalEvent) {
-    if let Some((step, taken)) = event.step() {
-        if let Some((_, timeline)) = orders.get_mut(&taken.order_id) {
-            timeline.apply(step, taken.at);
-        }
-        return;
-    }
-    match event {
-        JournalEvent::Reserved(reservation) => {
-            orders.entry(reservation.order_id).or_insert_with(|| (Arc::new(reservation), Timeline::default()));
-        }
-        JournalEvent::Voided(voided) => {
-            orders.remove(&voided.order_id);
-        }
-        JournalEvent::Revoked(revoked) => {
-            if let Some((_, timeline)) = orders.get_mut(&revoked.order_id) {
-                timeline.revoke(revoked.step);
+impl History {
+    fn replay(&mut self, event: JournalEvent) {
+        if let Some((step, taken)) = event.step() {
+            if let Some((_, timeline)) = self.orders.get_mut(&taken.order_id) {
+                timeline.apply(step, taken.at);
             }
+            return;
         }
-        _ => {}
+        match event {
+            JournalEvent::Reserved(reservation) => {
+                self.orders.entry(reservation.order_id).or_insert_with(|| (Arc::new(reservation), Timeline::default()));
+            }
+            JournalEvent::StockAdded(added) => {
+                self.restocks.entry(added.restock_id).or_insert(added);
+            }
+            JournalEvent::Voided(voided) => {
+                self.orders.remove(&voided.order_id);
+                self.restocks.remove(&voided.order_id);
+            }
+            JournalEvent::Revoked(revoked) => {
+                if let Some((_, timeline)) = self.orders.get_mut(&revoked.order_id) {
+                    timeline.revoke(revoked.step);
+                }
+            }
+            _ => {}
+        }
     }
 }

@@ -98,6 +98,9 @@ pub type ActOutcome = Result<Order, ActRefusal>;
 /// also bounds what one tick does before the shard lets purchases in again.
 pub const MAX_STEPS_IN_FLIGHT: usize = 512;
 
+/// Most reservations a warmed shard makes room for as in flight at once: a batch's worth, however large the sale.
+const MAX_WARM_PENDING: usize = 4_096;
+
 /// What the shard asks its actor to do after a decision.
 #[derive(Debug)]
 pub enum Effect<R, A> {
@@ -422,6 +425,17 @@ impl<R, A> ShardBook<R, A> {
         }
     }
 
+    /// Makes room for `buyers` more buyers in the maps every purchase writes, so that a sale's first second does not
+    /// pay for growing them (each doubling rehashes everything in the map, on the shard's one thread, while buyers
+    /// wait). Returns how many buyers the maps now hold without growing.
+    pub fn warm(&mut self, buyers: usize) -> usize {
+        self.holdings.reserve(buyers);
+        self.pending.reserve(buyers.min(MAX_WARM_PENDING));
+        self.committed.reserve(buyers);
+        self.orders_by_user.reserve(buyers);
+        self.holdings.capacity().min(self.committed.capacity()).min(self.orders_by_user.capacity())
+    }
+
     /// Units this shard has taken off sale: in flight, reserved or paid.
     pub fn taken(&self) -> u64 {
         self.in_flight + self.reserved + self.paid
@@ -456,6 +470,7 @@ impl<R, A> ShardBook<R, A> {
             position: self.position,
             reservations: self.committed.values().map(|held| Arc::clone(&held.reservation)).collect(),
             steps: steps.collect(),
+            restocks: Vec::new(),
         }
     }
 

@@ -77,6 +77,8 @@ pub enum ShardMsg {
     Surrender(RpcReplyPort<u64>),
     Counts(RpcReplyPort<ShardCounts>),
     Snapshot(RpcReplyPort<StockSnapshot>),
+    /// Make room for this many buyers before the sale opens; answered with the room there is.
+    Warm(usize, RpcReplyPort<usize>),
     Order(OrderId, RpcReplyPort<Option<Order>>),
     OrdersOf(UserId, RpcReplyPort<Vec<Order>>),
     /// Orders whose money must be given back.
@@ -140,6 +142,10 @@ impl Actor for StockShard {
             }
             ShardMsg::Snapshot(reply) => {
                 let _ = reply.send(state.book.snapshot());
+                Vec::new()
+            }
+            ShardMsg::Warm(buyers, reply) => {
+                let _ = reply.send(state.book.warm(buyers));
                 Vec::new()
             }
             ShardMsg::Order(order_id, reply) => {

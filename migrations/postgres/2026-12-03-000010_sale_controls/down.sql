@@ -1,0 +1,2 @@
+DROP TABLE sale_switch;
+ALTER TABLE products DROP COLUMN sale;
