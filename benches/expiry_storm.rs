@@ -16,8 +16,8 @@ use seckill::actors::Engine;
 use seckill::app::open_journal;
 use seckill::config::Settings;
 use seckill::domain::{
-    JournalEvent, OrderId, PaymentWindow, PerUserLimit, ProductDraft, ProductId, Quantity, Reservation, SaleWindow,
-    ShardCount, StockLevel, Timestamp, UserId, WebhookKey,
+    JournalEvent, OrderId, PassRefusal, PaymentWindow, PerUserLimit, ProductDraft, ProductId, Quantity, Reservation,
+    SaleWindow, ShardCount, StockLevel, Timestamp, UserId, WebhookKey,
 };
 use seckill::gateway::SimulatedGateway;
 use seckill::persistence::{Database, SqlSnapshots};
@@ -70,7 +70,8 @@ async fn main() -> anyhow::Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 let user = UserId::try_from(next_user.fetch_add(1, Ordering::Relaxed)).expect("user id");
                 let started = Instant::now();
-                let bought = engine.purchase(product_b, user, Quantity::try_from(1).expect("1"), None).await;
+                let one = Quantity::try_from(1).expect("1");
+                let bought = engine.purchase(product_b, user, one, None, || Err(PassRefusal::Missing)).await;
                 let at = started.saturating_duration_since(due_at).as_secs_f64()
                     - due_at.saturating_duration_since(started).as_secs_f64();
                 mine.push((at, if bought.is_ok() { started.elapsed().as_secs_f64() * 1e3 } else { f64::NAN }));
@@ -143,6 +144,7 @@ fn draft(stock: u32) -> anyhow::Result<ProductDraft> {
         shards: ShardCount::per_core(),
         window: SaleWindow::new(now, now.plus(Duration::from_secs(3600)))?,
         payment_window: PaymentWindow::try_from(900)?,
+        requires_token: false,
     })
 }
 

@@ -11,9 +11,9 @@ use tokio::task::JoinHandle;
 use crate::accounts::{Accounts, AccountsError, HashPool};
 use crate::actors::{Engine, EngineError};
 use crate::config::{JournalBackend, PaymentProvider, Settings, SnapshotBackend};
-use crate::domain::{PlainPassword, Username, WebhookKey};
+use crate::domain::{PlainPassword, Timestamp, Username, WebhookKey};
 use crate::gateway::{PaymentGateway, SimulatedGateway, SimulatorKnobs};
-use crate::http::{self, AppState, LimitError, Live, RateLimits, Tokens};
+use crate::http::{self, AppState, LimitError, Live, Passes, RateLimits, Tokens};
 use crate::persistence::{
     Database, DbError, Journal, JournalError, KafkaConfig, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal,
     SqlSnapshots,
@@ -72,6 +72,7 @@ impl App {
         let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, gateway, settings.engine()).await?);
         let closing = watch::Sender::new(false);
         let limits = Arc::new(RateLimits::new(settings.limits.buckets(), settings.limits.max_keys)?);
+        let passes = Arc::new(Passes::new(Duration::from_secs(settings.sale.token_ttl_secs)));
         let state = AppState {
             engine: Arc::clone(&engine),
             accounts,
@@ -85,8 +86,11 @@ impl App {
             webhook,
             live: Arc::new(Live::new(&settings.live, closing.subscribe()).map_err(StartError::Live)?),
             limits: Arc::clone(&limits),
+            passes: Arc::clone(&passes),
         };
-        tokio::spawn(limits.sweep(Duration::from_millis(settings.limits.sweep_ms.max(1)), closing.subscribe()));
+        let sweep_limits = Duration::from_millis(settings.limits.sweep_ms.max(1));
+        tokio::spawn(every(sweep_limits, closing.subscribe(), move || limits.sweep()));
+        tokio::spawn(every(Duration::from_secs(1), closing.subscribe(), move || passes.sweep(Timestamp::now())));
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(http::serve(listener, http::routes(state), async move {
             let _ = stopped.await;
@@ -106,6 +110,18 @@ impl App {
         let _ = self.server.await;
         self.engine.shutdown().await;
         tracing::info!("seckill stopped");
+    }
+}
+
+/// Runs `work` every `period` until `closing`: the sweeps of what the edge remembers per client.
+async fn every(period: Duration, mut closing: watch::Receiver<bool>, work: impl Fn()) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => work(),
+            _ = closing.wait_for(|closing| *closing) => return,
+        }
     }
 }
 

@@ -124,6 +124,8 @@ pub struct SaleSettings {
     pub purchase_timeout_ms: u64,
     pub default_shards: u32,
     pub preheat_secs: u64,
+    /// How long a seckill token lives.
+    pub token_ttl_secs: u64,
 }
 
 /// Rate limits: the buckets an admin may replace at runtime, and the bounds of their keys.

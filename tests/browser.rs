@@ -1,7 +1,8 @@
 //! The pages in a real headless Chromium (Debian's `chromium`, driven over WebDriver by Debian's `chromedriver`):
-//! a buyer opens the storefront, sees the countdown and the live stock, logs in, buys and sees the order reserved
-//! (then paid); an admin opens the admin page, sees the actor tree, and watches a shard's stock fall while a crowd
-//! buys. Screenshots go to `target/tmp/browser/`, where CI keeps them.
+//! a buyer opens the storefront, sees the countdown and the live stock, logs in, buys (a sale that requires a
+//! seckill token, which the page fetches first) and sees the order reserved (then paid); an admin opens the admin
+//! page, sees the actor tree, and watches a shard's stock fall while a crowd buys. Screenshots go to
+//! `target/tmp/browser/`, where CI keeps them.
 
 mod common;
 
@@ -122,7 +123,8 @@ async fn a_buyer_watches_the_countdown_logs_in_buys_and_sees_the_order_reserved_
     let browser = Browser::open("storefront").await;
     // The sale opens a little after the page does, however long the browser took to start.
     let starts_at = chrono::Utc::now() + chrono::Duration::seconds(8);
-    let product = app.create_product_with(25, 1, 2, json!({"starts_at": starts_at.to_rfc3339()})).await;
+    let product =
+        app.create_product_with(25, 1, 2, json!({"starts_at": starts_at.to_rfc3339(), "requires_token": true})).await;
     browser.client.goto(&app.base).await.expect("the storefront opens");
 
     let card = format!("article.product[data-product-id=\"{product}\"]");

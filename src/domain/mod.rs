@@ -9,6 +9,7 @@ mod lifecycle;
 mod live;
 mod order;
 mod parse;
+mod pass;
 mod payment;
 mod product;
 mod quantity;
@@ -23,6 +24,7 @@ pub use lifecycle::{Decision, OrderLife, OrderStatus, Refund, Step, StepAt, Time
 pub use live::{admit, Change, Closed, LiveStock, OrderChange, SaleState};
 pub use order::{Order, OrderSteps, StockSnapshot};
 pub use parse::ParseError;
+pub use pass::PassRefusal;
 pub use payment::{CallbackRefusal, ChargeResult, PaymentCallback, PaymentOrder, WebhookKey};
 pub use product::{Product, ProductDraft, SalePhase, SaleWindow};
 pub use quantity::{PaymentWindow, PerUserLimit, Quantity, RestockUnits, ShardCount, StockLevel};

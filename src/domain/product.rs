@@ -69,6 +69,8 @@ pub struct ProductDraft {
     pub window: SaleWindow,
     /// How long each buyer has to pay.
     pub payment_window: PaymentWindow,
+    /// Whether a purchase needs a seckill token, fetched inside the window after every other check.
+    pub requires_token: bool,
 }
 
 impl ProductDraft {

@@ -34,6 +34,7 @@ pub struct NewProduct {
     starts_at: Option<Timestamp>,
     ends_at: Option<Timestamp>,
     payment_window_secs: Option<PaymentWindow>,
+    requires_token: Option<bool>,
 }
 
 pub async fn create_product(state: Arc<AppState>, _: Caller, body: NewProduct) -> Result<Response, Problem> {
@@ -47,6 +48,7 @@ pub async fn create_product(state: Arc<AppState>, _: Caller, body: NewProduct) -
         shards: body.shards.unwrap_or(state.default_shards),
         window: SaleWindow::new(starts_at, ends_at)?,
         payment_window: body.payment_window_secs.unwrap_or(state.default_payment_window),
+        requires_token: body.requires_token.unwrap_or(false),
     };
     let product = state.engine.create_product(draft).await?;
     Ok(warp::reply::with_status(warp::reply::json(&product), StatusCode::CREATED).into_response())

@@ -26,7 +26,6 @@ use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{NotUntil, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::domain::UserId;
 
@@ -131,16 +130,9 @@ impl RateLimits {
         Ok(())
     }
 
-    /// Drops the keys whose bucket is full again, every `every`, until `closing`.
-    pub async fn sweep(self: Arc<Self>, every: Duration, mut closing: watch::Receiver<bool>) {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => self.buckets.load().sweep(),
-                _ = closing.wait_for(|closing| *closing) => return,
-            }
-        }
+    /// Drops the keys whose bucket is full again (run every `limits.sweep_ms`).
+    pub fn sweep(&self) {
+        self.buckets.load().sweep();
     }
 }
 

@@ -12,6 +12,7 @@ mod live;
 mod ops;
 mod orders;
 mod pages;
+mod passes;
 mod payments;
 mod problem;
 mod sales;
@@ -29,6 +30,7 @@ use warp::{Filter, Rejection, Reply};
 pub use auth::Tokens;
 pub use limits::{Limit, LimitError, LimitSettings, RateLimits};
 pub use live::Live;
+pub use passes::Passes;
 pub use problem::Problem;
 
 use crate::accounts::Accounts;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub webhook: Arc<WebhookKey>,
     pub live: Arc<Live>,
     pub limits: Arc<RateLimits>,
+    /// Seckill tokens issued and spent.
+    pub passes: Arc<Passes>,
 }
 
 /// Every route of the service. Handlers share one `AppState` behind an `Arc`: cloning it for each request is one
@@ -146,14 +150,22 @@ fn product_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let purchase = warp::path!(String / "purchase")
         .and(warp::post())
         .and(with(state.clone()))
-        .and(caller)
+        .and(caller.clone())
         .and(warp::addr::remote())
         .and(warp::header::optional::<String>("idempotency-key"))
+        .and(warp::header::optional::<String>("seckill-token"))
         .and(warp::body::content_length_limit(state.body_limit))
         .and(warp::body::bytes())
-        .then(|id, state, caller, client, key, body| sales::purchase(state, id, caller, client, key, body))
+        .then(|id, state, caller, client, key, pass, body| sales::purchase(state, id, caller, client, key, pass, body))
         .map(respond);
-    purchase.or(show).unify().or(list).unify().boxed()
+    let token = warp::path!(String / "token")
+        .and(warp::post())
+        .and(with(state.clone()))
+        .and(caller)
+        .and(warp::addr::remote())
+        .then(|id, state, caller, client| sales::seckill_token(state, id, caller, client))
+        .map(respond);
+    purchase.or(show).unify().or(list).unify().or(token).unify().boxed()
 }
 
 fn order_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {

@@ -135,6 +135,7 @@ impl From<PurchaseError> for Problem {
                 conflict("LIMIT_EXCEEDED").with("limit", limit).with("held", held)
             }
             PurchaseError::Unavailable => Problem::unavailable(err.to_string()),
+            PurchaseError::Pass(refusal) => Problem::new(StatusCode::FORBIDDEN, refusal.code(), refusal.to_string()),
         }
     }
 }

@@ -40,21 +40,28 @@ pub async fn show(state: Arc<AppState>, id: String) -> Result<Response, Problem>
     Ok(warp::reply::json(&product).into_response())
 }
 
-/// `POST /api/v1/products/{id}/purchase`. An empty body buys one unit.
+/// Refuses a banned caller or address, then one past its rate limits.
+fn admit(state: &AppState, caller: &Caller, client: Option<SocketAddr>) -> Result<(), Problem> {
+    let ip = client.map(|client| client.ip());
+    caller.unbanned()?;
+    if let Some(ip) = ip {
+        state.accounts.cache().admit_ip(ip, Timestamp::now)?;
+    }
+    Ok(state.limits.check(ip, Some(caller.user))?)
+}
+
+/// `POST /api/v1/products/{id}/purchase`. An empty body buys one unit; a sale that requires a seckill token takes it
+/// from the `Seckill-Token` header.
 pub async fn purchase(
     state: Arc<AppState>,
     id: String,
     caller: Caller,
     client: Option<SocketAddr>,
     key: Option<String>,
+    pass: Option<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let ip = client.map(|client| client.ip());
-    caller.unbanned()?;
-    if let Some(ip) = ip {
-        state.accounts.cache().admit_ip(ip, Timestamp::now)?;
-    }
-    state.limits.check(ip, Some(caller.user))?;
+    admit(&state, &caller, client)?;
     let product: ProductId = segment(&id)?;
     let key = key.map(IdempotencyKey::try_from).transpose()?;
     let quantity = if body.iter().all(u8::is_ascii_whitespace) {
@@ -62,7 +69,32 @@ pub async fn purchase(
     } else {
         json::<PurchaseBody>(&body)?.quantity
     };
-    let receipt = state.engine.purchase(product, caller.user, quantity, key).await?;
+    let spend = || state.passes.redeem(pass.as_deref(), caller.user, product, Timestamp::now());
+    let receipt = state.engine.purchase(product, caller.user, quantity, key, spend).await?;
     let body = Reserved { order_id: receipt.order_id, status: OrderStatus::Reserved, pay_before: receipt.pay_before };
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response())
+}
+
+/// The `200` answer to a seckill token request.
+#[derive(Serialize)]
+struct IssuedToken {
+    product_id: ProductId,
+    token: String,
+    expires_at: Timestamp,
+}
+
+/// `POST /api/v1/products/{id}/token`: a seckill token for one purchase of the product, issued only to a caller who
+/// could buy it now (logged in, not banned, within their rate, the sale open, stock left).
+pub async fn seckill_token(
+    state: Arc<AppState>,
+    id: String,
+    caller: Caller,
+    client: Option<SocketAddr>,
+) -> Result<Response, Problem> {
+    admit(&state, &caller, client)?;
+    let product: ProductId = segment(&id)?;
+    state.engine.open_to_buyers(product)?;
+    let pass = state.passes.issue(caller.user, product, Timestamp::now());
+    let body = IssuedToken { product_id: product, token: pass.token, expires_at: pass.expires_at };
+    Ok(warp::reply::json(&body).into_response())
 }

@@ -11,13 +11,13 @@ use crate::domain::{
     Timestamp,
 };
 
-type Row = (i64, String, i64, i32, i32, i32, i64, i64, i32, String);
+type Row = (i64, String, i64, i32, i32, i32, i64, i64, i32, String, bool);
 
 /// The one row of `sale_switch`.
 const GLOBAL: i32 = 1;
 
 fn from_row(
-    (id, name, price_cents, stock, per_user_limit, shards, starts_at, ends_at, payment_window, sale): Row,
+    (id, name, price_cents, stock, per_user_limit, shards, starts_at, ends_at, payment_window, sale, requires_token): Row,
 ) -> Result<Product, DbError> {
     let bad = |what: &str| DbError::Corrupt(format!("products row {id}: bad {what}"));
     let window = SaleWindow::new(Timestamp::from_millis(starts_at), Timestamp::from_millis(ends_at))
@@ -33,6 +33,7 @@ fn from_row(
             window,
             payment_window: PaymentWindow::try_from(i64::from(payment_window))
                 .map_err(|_| bad("payment_window_secs"))?,
+            requires_token,
         },
         sale: SaleState::parse(&sale).ok_or_else(|| bad("sale"))?,
     })
@@ -49,6 +50,7 @@ impl Database {
             products::starts_at.eq(draft.window.starts_at().millis()),
             products::ends_at.eq(draft.window.ends_at().millis()),
             products::payment_window_secs.eq(draft.payment_window.get() as i32),
+            products::requires_token.eq(draft.requires_token),
             products::created_at.eq(Timestamp::now().millis()),
         );
         let id = self
@@ -134,6 +136,7 @@ impl Database {
                     products::ends_at,
                     products::payment_window_secs,
                     products::sale,
+                    products::requires_token,
                 ))
                 .load::<Row>(conn)?
                 .into_iter()

@@ -34,6 +34,7 @@ diesel::table! {
         created_at -> BigInt,
         payment_window_secs -> Integer,
         sale -> Text,
+        requires_token -> Bool,
     }
 }
 

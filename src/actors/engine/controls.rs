@@ -74,7 +74,7 @@ impl Engine {
 mod tests {
     use std::time::Duration;
 
-    use super::super::testing::{engine, flaky, open_sale, restart_product, settings};
+    use super::super::testing::{engine, flaky, no_pass, open_sale, restart_product, settings};
     use super::super::PurchaseError;
     use super::*;
     use crate::domain::{LiveStock, Quantity, Timestamp, UserId};
@@ -96,7 +96,7 @@ mod tests {
     async fn buy_all(engine: &Engine, product: ProductId, buyers: std::ops::Range<i64>) -> usize {
         let mut sold = 0;
         for id in buyers {
-            match engine.purchase(product, user(id), one(), None).await {
+            match engine.purchase(product, user(id), one(), None, no_pass).await {
                 Ok(_) => sold += 1,
                 Err(refusal) => assert_eq!(refusal, PurchaseError::SoldOut),
             }
@@ -116,15 +116,15 @@ mod tests {
         };
 
         assert_eq!(engine.switch_sale(product, SaleState::Paused).await.unwrap(), SaleState::Paused);
-        assert_eq!(engine.purchase(product, user(1), one(), None).await, Err(PurchaseError::SalePaused));
+        assert_eq!(engine.purchase(product, user(1), one(), None, no_pass).await, Err(PurchaseError::SalePaused));
         assert_eq!(feed.updates.next().await.unwrap(), level(10, SaleState::Paused));
 
         engine.switch_sale(product, SaleState::Draining).await.unwrap();
-        assert_eq!(engine.purchase(product, user(1), one(), None).await, Err(PurchaseError::SaleDraining));
+        assert_eq!(engine.purchase(product, user(1), one(), None, no_pass).await, Err(PurchaseError::SaleDraining));
         assert_eq!(engine.inspect(product).await.unwrap().summary.available, 10, "nothing was taken");
 
         engine.switch_sale(product, SaleState::Open).await.unwrap();
-        engine.purchase(product, user(1), one(), None).await.expect("sales go on");
+        engine.purchase(product, user(1), one(), None, no_pass).await.expect("sales go on");
         let mut latest = feed.updates.latest();
         while latest != level(9, SaleState::Open) {
             latest = feed.updates.next().await.unwrap();
@@ -202,19 +202,19 @@ mod tests {
         let (paused, open) = (open_sale(&engine, 5).await, open_sale(&engine, 5).await);
         engine.switch_sale(paused, SaleState::Paused).await.unwrap();
         restart_product(&engine, paused).await;
-        assert_eq!(engine.purchase(paused, user(1), one(), None).await, Err(PurchaseError::SalePaused));
+        assert_eq!(engine.purchase(paused, user(1), one(), None, no_pass).await, Err(PurchaseError::SalePaused));
 
         engine.set_global_sale(SaleState::Paused).await.unwrap();
-        assert_eq!(engine.purchase(open, user(1), one(), None).await, Err(PurchaseError::SalePaused));
+        assert_eq!(engine.purchase(open, user(1), one(), None, no_pass).await, Err(PurchaseError::SalePaused));
         assert_eq!(engine.product(open).unwrap().sale, SaleState::Paused, "the global pause shows");
         engine.shutdown().await;
 
         let engine = super::super::testing::engine(&dir, Journal::whole, settings()).await;
         assert_eq!(engine.global_sale(), SaleState::Paused);
-        assert_eq!(engine.purchase(open, user(1), one(), None).await, Err(PurchaseError::SalePaused));
+        assert_eq!(engine.purchase(open, user(1), one(), None, no_pass).await, Err(PurchaseError::SalePaused));
         engine.set_global_sale(SaleState::Open).await.unwrap();
-        assert!(engine.purchase(open, user(1), one(), None).await.is_ok());
-        assert_eq!(engine.purchase(paused, user(1), one(), None).await, Err(PurchaseError::SalePaused));
+        assert!(engine.purchase(open, user(1), one(), None, no_pass).await.is_ok());
+        assert_eq!(engine.purchase(paused, user(1), one(), None, no_pass).await, Err(PurchaseError::SalePaused));
         assert_eq!(engine.inspect(paused).await.unwrap().summary.available, 5, "nothing was taken");
         engine.shutdown().await;
     }
@@ -229,7 +229,7 @@ mod tests {
         let window = SaleWindow::new(later, later.plus(Duration::from_secs(60))).unwrap();
         engine.reschedule(product, window).await.unwrap();
         assert_eq!(
-            engine.purchase(product, user(1), one(), None).await,
+            engine.purchase(product, user(1), one(), None, no_pass).await,
             Err(PurchaseError::NotStarted { starts_at: later })
         );
         assert_eq!(feed.updates.next().await.unwrap().window, window, "the feed shows the new window");
@@ -273,6 +273,7 @@ mod tests {
             window: SaleWindow::new(now.plus(Duration::from_secs(opens_in)), now.plus(Duration::from_secs(7200)))
                 .unwrap(),
             payment_window: crate::domain::PaymentWindow::try_from(60).unwrap(),
+            requires_token: false,
         };
         // `settings()` preheats 30 s ahead: one product opens within that, the other an hour away.
         let soon = engine.create_product(draft(20)).await.unwrap().id;

@@ -64,7 +64,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{engine, open_sale, settings, until};
+    use super::super::testing::{engine, no_pass, open_sale, settings, until};
     use super::*;
     use crate::actors::inspect::ActorKind;
     use crate::domain::{Quantity, Step};
@@ -99,7 +99,7 @@ mod tests {
         })
         .await;
         let one = Quantity::try_from(1).unwrap();
-        assert!(engine.purchase(product, user(1), one, None).await.is_ok(), "it sells again");
+        assert!(engine.purchase(product, user(1), one, None, no_pass).await.is_ok(), "it sells again");
         engine.shutdown().await;
     }
 
@@ -111,7 +111,7 @@ mod tests {
         let one = Quantity::try_from(1).unwrap();
         let (mut mine, mut theirs) = (engine.watch_orders(user(1), 16), engine.watch_orders(user(2), 16));
 
-        let receipt = engine.purchase(product, user(1), one, None).await.unwrap();
+        let receipt = engine.purchase(product, user(1), one, None, no_pass).await.unwrap();
         engine.cancel(receipt.order_id, user(1)).await.unwrap();
         let mut heard = Vec::new();
         while heard.len() < 3 {

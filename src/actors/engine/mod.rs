@@ -193,7 +193,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{child, engine, open_sale, restart_product, settings, slow, until};
+    use super::testing::{child, engine, no_pass, open_sale, restart_product, settings, slow, until};
     use super::*;
     use crate::actors::journal::{Ack, Outcome, Recipient, WriterMsg};
     use crate::actors::orders::projector::ProjectorMsg;
@@ -213,7 +213,7 @@ mod tests {
         let engine = engine(&dir, Journal::whole, settings()).await;
         let product = open_sale(&engine, 50).await;
         for buyer in 1..=10 {
-            assert!(engine.purchase(product, user(buyer), one(), None).await.is_ok());
+            assert!(engine.purchase(product, user(buyer), one(), None, no_pass).await.is_ok());
         }
 
         restart_product(&engine, product).await;
@@ -221,10 +221,10 @@ mod tests {
         let view = engine.inspect(product).await.unwrap();
         assert_eq!((view.reserved, view.summary.available), (10, 40), "recovered from the journal");
         assert!(view.invariant_holds);
-        let again = engine.purchase(product, user(1), one(), None).await;
+        let again = engine.purchase(product, user(1), one(), None, no_pass).await;
         assert!(matches!(again, Err(PurchaseError::LimitExceeded { .. })), "buyers survive the restart: {again:?}");
         for buyer in 11..=20 {
-            assert!(engine.purchase(product, user(buyer), one(), None).await.is_ok());
+            assert!(engine.purchase(product, user(buyer), one(), None, no_pass).await.is_ok());
         }
         assert_eq!(engine.restarts().await.unwrap(), 1);
         let supervision = engine.supervision().await.unwrap();
@@ -241,7 +241,7 @@ mod tests {
         let engine = engine(&dir, slow(Duration::from_millis(500)), settings()).await;
         let product = open_sale(&engine, 1).await;
 
-        let buying = engine.purchase(product, user(1), one(), None);
+        let buying = engine.purchase(product, user(1), one(), None, no_pass);
         let restarting = async {
             until("the reservation is in flight", || async { engine.product(product).unwrap().available == 0 }).await;
             restart_product(&engine, product).await;
@@ -252,7 +252,11 @@ mod tests {
         let view = engine.inspect(product).await.unwrap();
         assert_eq!((view.reserved, view.summary.available), (1, 0), "the restarted product waited for it to land");
         assert!(view.invariant_holds);
-        assert_eq!(engine.purchase(product, user(2), one(), None).await, Err(PurchaseError::SoldOut), "not sold twice");
+        assert_eq!(
+            engine.purchase(product, user(2), one(), None, no_pass).await,
+            Err(PurchaseError::SoldOut),
+            "not sold twice"
+        );
         engine.shutdown().await;
     }
 
@@ -272,7 +276,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(&dir, Journal::whole, settings()).await;
         let product = open_sale(&engine, 50).await;
-        assert!(engine.purchase(product, user(1), one(), None).await.is_ok());
+        assert!(engine.purchase(product, user(1), one(), None, no_pass).await.is_ok());
 
         kill_and_await_restart::<WriterMsg>(&engine).await;
         until("the service is ready again", || engine.is_ready()).await;
@@ -283,7 +287,10 @@ mod tests {
             root.children.iter().map(|c| (c.child.as_str(), c.restarts)).collect::<Vec<_>>(),
             [("journal_writer", 1)]
         );
-        assert!(engine.purchase(product, user(2), one(), None).await.is_ok(), "appends reach the new committer");
+        assert!(
+            engine.purchase(product, user(2), one(), None, no_pass).await.is_ok(),
+            "appends reach the new committer"
+        );
         let view = engine.inspect(product).await.unwrap();
         assert_eq!((view.reserved, view.summary.available), (2, 48));
         assert!(view.invariant_holds);
@@ -298,7 +305,7 @@ mod tests {
         kill_and_await_restart::<ProjectorMsg>(&engine).await;
 
         for buyer in 1..=5 {
-            assert!(engine.purchase(product, user(buyer), one(), None).await.is_ok());
+            assert!(engine.purchase(product, user(buyer), one(), None, no_pass).await.is_ok());
         }
         until("the new projector writes the new orders", || async {
             engine.orders_of_product(product).await.unwrap().len() == 5
@@ -334,7 +341,7 @@ mod tests {
         until("the committer is dead", || async { !engine.appender.is_running() }).await;
 
         let started = std::time::Instant::now();
-        assert_eq!(engine.purchase(product, user(1), one(), None).await, Err(PurchaseError::Unavailable));
+        assert_eq!(engine.purchase(product, user(1), one(), None, no_pass).await, Err(PurchaseError::Unavailable));
         assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not after the purchase timeout");
         assert!(!engine.is_ready().await, "not ready while no committer runs");
         let view = engine.inspect(product).await.unwrap();
@@ -343,7 +350,10 @@ mod tests {
 
         until("the writer is restarted", || engine.is_ready()).await;
         assert_eq!(engine.tree_restarts().await.unwrap(), 1);
-        assert!(engine.purchase(product, user(1), one(), None).await.is_ok(), "the buyer's slot came back too");
+        assert!(
+            engine.purchase(product, user(1), one(), None, no_pass).await.is_ok(),
+            "the buyer's slot came back too"
+        );
         engine.shutdown().await;
     }
 }

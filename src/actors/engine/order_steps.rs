@@ -51,7 +51,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use super::super::testing::{engine, flaky_on_cue, open_sale, restart_product, settings, until};
+    use super::super::testing::{engine, flaky_on_cue, no_pass, open_sale, restart_product, settings, until};
     use super::*;
     use crate::domain::{Quantity, Step};
 
@@ -62,7 +62,8 @@ mod tests {
         let engine = engine(&dir, flaky_on_cue(Arc::clone(&refuse), true), settings()).await;
         let product = open_sale(&engine, 10).await;
         let buyer = UserId::try_from(3).unwrap();
-        let order = engine.purchase(product, buyer, Quantity::try_from(1).unwrap(), None).await.unwrap().order_id;
+        let order =
+            engine.purchase(product, buyer, Quantity::try_from(1).unwrap(), None, no_pass).await.unwrap().order_id;
         let status = || async { engine.order(order, Some(buyer)).await.unwrap().map(|order| order.status()) };
 
         refuse.store(1, Ordering::SeqCst);

@@ -157,7 +157,7 @@ mod tests {
 
     use async_trait::async_trait;
 
-    use super::super::testing::{engine_paying, open_sale, settings, until};
+    use super::super::testing::{engine_paying, no_pass, open_sale, settings, until};
     use super::*;
     use crate::actors::JobState;
     use crate::domain::{Quantity, Refund as RefundState};
@@ -207,8 +207,8 @@ mod tests {
         let product = open_sale(&engine, 2).await;
         let (payer, canceller) = (UserId::try_from(1).unwrap(), UserId::try_from(2).unwrap());
         let one = Quantity::try_from(1).unwrap();
-        let paying = engine.purchase(product, payer, one, None).await.unwrap().order_id;
-        let cancelled = engine.purchase(product, canceller, one, None).await.unwrap().order_id;
+        let paying = engine.purchase(product, payer, one, None, no_pass).await.unwrap().order_id;
+        let cancelled = engine.purchase(product, canceller, one, None, no_pass).await.unwrap().order_id;
 
         let started = engine.pay(paying, payer).await.unwrap();
         assert_eq!(started.payment.map(|job| job.kind), Some(JobKind::Payment));

@@ -1,13 +1,15 @@
 //! Purchase routing: the sale window, the admin's switches (the product's and the global one, an atomic load each)
-//! and the sold-out flag are checked from memory, then the purchase goes straight to the buyer's shard — no other
-//! actor is involved.
+//! and the sold-out flag are checked from memory, then, for a sale that requires one, the buyer's seckill token, and
+//! the purchase goes straight to the buyer's shard — no other actor is involved. The token is spent only once
+//! everything else has let the purchase through, so a buyer refused for a closed or sold-out sale keeps theirs.
 
 use ractor::rpc::CallResult;
 
 use super::Engine;
+use crate::actors::sale::catalog::ProductHandle;
 use crate::actors::sale::shard::book::{PurchaseRequest, Receipt, Refusal};
 use crate::actors::sale::shard::ShardMsg;
-use crate::domain::{admit, Closed, IdempotencyKey, ProductId, Quantity, Timestamp, UserId};
+use crate::domain::{admit, Closed, IdempotencyKey, PassRefusal, ProductId, Quantity, Timestamp, UserId};
 
 /// Why a purchase was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +32,8 @@ pub enum PurchaseError {
     LimitExceeded { limit: u32, held: u32 },
     #[error("the order could not be recorded; nothing was taken")]
     Unavailable,
+    #[error(transparent)]
+    Pass(#[from] PassRefusal),
 }
 
 impl From<Refusal> for PurchaseError {
@@ -55,18 +59,24 @@ impl From<Closed> for PurchaseError {
 }
 
 impl Engine {
+    /// `user` buys `quantity` of `product`; `pass` spends the buyer's seckill token, asked only if the sale requires
+    /// one and everything else lets the purchase through.
     pub async fn purchase(
         &self,
         product: ProductId,
         user: UserId,
         quantity: Quantity,
         key: Option<IdempotencyKey>,
+        pass: impl FnOnce() -> Result<(), PassRefusal>,
     ) -> Result<Receipt, PurchaseError> {
         let handle = self.catalog.get(product).ok_or(PurchaseError::NotFound)?;
-        admit(handle.product.draft.window, Timestamp::now(), handle.live.sale(), handle.live.global())?;
-        // A retried request must still find its order, so only key-less requests take the shortcut.
+        open_to_buyers(&handle)?;
+        // A retried request must still find its order, so only key-less requests take the sold-out shortcut.
         if key.is_none() && handle.gauges.is_sold_out() {
             return Err(PurchaseError::SoldOut);
+        }
+        if handle.product.draft.requires_token {
+            pass()?;
         }
         let asked = handle
             .shard_of(user)
@@ -80,11 +90,27 @@ impl Engine {
             Ok(CallResult::Timeout | CallResult::SenderError) | Err(_) => Err(PurchaseError::Unavailable),
         }
     }
+
+    /// Whether `product` takes purchases right now and has a unit no one holds: what a seckill token is issued
+    /// after.
+    pub fn open_to_buyers(&self, product: ProductId) -> Result<(), PurchaseError> {
+        let handle = self.catalog.get(product).ok_or(PurchaseError::NotFound)?;
+        open_to_buyers(&handle)?;
+        if handle.gauges.available() == 0 {
+            return Err(PurchaseError::SoldOut);
+        }
+        Ok(())
+    }
+}
+
+/// Inside the window, and neither the product's switch nor the global one holds it back.
+fn open_to_buyers(handle: &ProductHandle) -> Result<(), Closed> {
+    admit(handle.product.draft.window, Timestamp::now(), handle.live.sale(), handle.live.global())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{engine, flaky, open_sale, restart_product, settings, until};
+    use super::super::testing::{engine, flaky, no_pass, open_sale, restart_product, settings, until};
     use super::*;
 
     #[tokio::test]
@@ -94,13 +120,13 @@ mod tests {
         let product = open_sale(&engine, 5).await;
         let (user, one) = (UserId::try_from(7).unwrap(), Quantity::try_from(1).unwrap());
 
-        let refused = engine.purchase(product, user, one, None).await;
+        let refused = engine.purchase(product, user, one, None, no_pass).await;
         assert_eq!(refused, Err(PurchaseError::Unavailable));
         let view = engine.inspect(product).await.unwrap();
         assert_eq!((view.in_flight, view.reserved, view.summary.available), (0, 0, 5), "nothing was taken");
         assert!(view.invariant_holds);
 
-        let receipt = engine.purchase(product, user, one, None).await;
+        let receipt = engine.purchase(product, user, one, None, no_pass).await;
         assert!(receipt.is_ok(), "the buyer's slot came back with the stock: {receipt:?}");
         let view = engine.inspect(product).await.unwrap();
         assert_eq!((view.reserved, view.summary.available), (1, 4));
@@ -115,8 +141,8 @@ mod tests {
         let one = Quantity::try_from(1).unwrap();
         let (first, second) = (UserId::try_from(1).unwrap(), UserId::try_from(2).unwrap());
 
-        assert_eq!(engine.purchase(product, first, one, None).await, Err(PurchaseError::Unavailable));
-        let sold = engine.purchase(product, second, one, None).await.expect("the unit came back and sells");
+        assert_eq!(engine.purchase(product, first, one, None, no_pass).await, Err(PurchaseError::Unavailable));
+        let sold = engine.purchase(product, second, one, None, no_pass).await.expect("the unit came back and sells");
 
         restart_product(&engine, product).await;
         let view = engine.inspect(product).await.unwrap();

@@ -90,7 +90,7 @@ impl Engine {
 mod tests {
     use std::time::Duration;
 
-    use super::super::testing::{engine, open_sale, settings};
+    use super::super::testing::{engine, no_pass, open_sale, settings};
     use super::super::EngineSettings;
     use super::*;
     use crate::domain::Quantity;
@@ -105,7 +105,7 @@ mod tests {
         let product = open_sale(&engine, 10).await;
         let one = Quantity::try_from(1).unwrap();
         let buyer = UserId::try_from(3).unwrap();
-        let receipt = engine.purchase(product, buyer, one, None).await.unwrap();
+        let receipt = engine.purchase(product, buyer, one, None, no_pass).await.unwrap();
 
         assert_eq!(engine.db.order(receipt.order_id).await.unwrap(), None, "projection waits for a quiet journal");
         assert!(engine.projection_lag().await.unwrap() > 0);

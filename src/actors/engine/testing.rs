@@ -14,7 +14,7 @@ use crate::actors::supervision::BackoffPolicy;
 use crate::domain::{
     JournalEvent, PaymentWindow, PerUserLimit, Position, ProductDraft, ProductId, SaleWindow, ShardCount, StockLevel,
 };
-use crate::domain::{Timestamp, WebhookKey};
+use crate::domain::{PassRefusal, Timestamp, WebhookKey};
 use crate::gateway::{PaymentGateway, SimulatedGateway};
 use crate::persistence::{Database, Journal, JournalAppend, JournalError, SqlJournal, SqlSnapshots};
 
@@ -64,6 +64,11 @@ pub fn flaky(failures: usize, lands: bool) -> impl FnOnce(SqlJournal) -> Journal
 /// The SQL journal, refusing as many appends as `failures` says whenever the test sets it.
 pub fn flaky_on_cue(failures: Arc<AtomicUsize>, lands: bool) -> impl FnOnce(SqlJournal) -> Journal {
     move |sql| Journal { append: Arc::new(FlakyAppend { failures, lands, inner: sql.clone() }), ..Journal::whole(sql) }
+}
+
+/// The pass of a purchase made without a seckill token.
+pub fn no_pass() -> Result<(), PassRefusal> {
+    Err(PassRefusal::Missing)
 }
 
 pub fn settings() -> EngineSettings {
@@ -132,6 +137,7 @@ pub async fn open_sale(engine: &Engine, stock: i64) -> ProductId {
         shards: ShardCount::try_from(2).unwrap(),
         window: SaleWindow::new(now, now.plus(Duration::from_secs(3600))).unwrap(),
         payment_window: PaymentWindow::try_from(60).unwrap(),
+        requires_token: false,
     };
     engine.create_product(draft).await.unwrap().id
 }

@@ -32,6 +32,8 @@ pub struct ProductSummary {
     pub sale: SaleState,
     /// Seconds each buyer has to pay.
     pub payment_window_secs: u32,
+    /// Whether buying needs a seckill token first.
+    pub requires_token: bool,
 }
 
 /// A product as an admin sees it: where every unit is right now, and whether they add up.
@@ -134,5 +136,6 @@ fn summarize(handle: &ProductHandle) -> ProductSummary {
         sold_out: handle.gauges.is_sold_out(),
         sale: handle.live.sale().under(handle.live.global()),
         payment_window_secs: draft.payment_window.get(),
+        requires_token: draft.requires_token,
     }
 }

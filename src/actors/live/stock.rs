@@ -193,6 +193,7 @@ mod tests {
                 shards: ShardCount::try_from(1).unwrap(),
                 window: window(),
                 payment_window: PaymentWindow::try_from(60).unwrap(),
+                requires_token: false,
             },
             sale: SaleState::Open,
         };

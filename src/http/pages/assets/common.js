@@ -102,7 +102,7 @@ window.Seckill = (() => {
     p.stock = num(m.stock ?? m.stock_total, p.stock);
     p.available = num(m.available, p.available);
     p.limit = num(m.per_user_limit, p.limit);
-    for (const k of ['sold_out', 'phase', 'sale']) if (m[k] != null) p[k] = m[k];
+    for (const k of ['sold_out', 'phase', 'sale', 'requires_token']) if (m[k] != null) p[k] = m[k];
     adopt(p, 'startsAt', localTime(m.starts_at));
     adopt(p, 'endsAt', localTime(m.ends_at));
     const t = Date.now();

@@ -132,7 +132,13 @@
     p.buying = true;
     renderProduct(p);
     try {
-      const r = await S.api(`/api/v1/products/${p.id}/purchase`, { method: 'POST', token: me.token, body: { quantity: 1 }, headers: { 'Idempotency-Key': key } });
+      const headers = { 'Idempotency-Key': key };
+      if (p.requires_token) {
+        // A sale that requires a seckill token: asked for now, inside the window, spent by this one purchase.
+        const pass = await S.api(`/api/v1/products/${p.id}/token`, { method: 'POST', token: me.token });
+        headers['Seckill-Token'] = pass.token;
+      }
+      const r = await S.api(`/api/v1/products/${p.id}/purchase`, { method: 'POST', token: me.token, body: { quantity: 1 }, headers });
       pendingKeys.delete(p.id);
       const o = ingest({ product_id: p.id, status: 'reserved', ...r });
       o.reservedAt = o.reservedAt || Date.now();
