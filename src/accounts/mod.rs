@@ -94,7 +94,7 @@ impl Accounts {
     pub async fn register(&self, username: Username, password: PlainPassword) -> Result<UserId, AccountsError> {
         let hash = self.hashing.run(move || PasswordHash::of(&password)).await?;
         let id = self.db.create_account(username, hash, Role::Customer).await.map_err(taken_or_failed)?;
-        self.cache.remember(AccountStanding { id, role: Role::Customer, token_version: TokenVersion::default() });
+        self.cache.remember([AccountStanding { id, role: Role::Customer, token_version: TokenVersion::default() }]);
         Ok(id)
     }
 
@@ -140,7 +140,7 @@ impl Accounts {
             self.hashing.run_in(place, move || stored.verify(&current).then(|| PasswordHash::of(&new))).await?;
         let hash = verified.ok_or(AccountsError::InvalidCredentials)?;
         let token_version = self.db.set_password(user, hash).await?.ok_or(AccountsError::NoAccount)?;
-        self.cache.remember(AccountStanding { id: user, role: account.role, token_version });
+        self.cache.remember([AccountStanding { id: user, role: account.role, token_version }]);
         Ok(Identity { user, role: account.role, token_version })
     }
 
@@ -183,9 +183,8 @@ impl Accounts {
             return Err(AccountsError::InvalidCount { max: MAX_BULK_ACCOUNTS });
         }
         let ids = self.db.create_accounts(prefix, count).await.map_err(taken_or_failed)?;
-        for &id in &ids {
-            self.cache.remember(AccountStanding { id, role: Role::Customer, token_version: TokenVersion::default() });
-        }
+        let fresh = TokenVersion::default();
+        self.cache.remember(ids.iter().map(|&id| AccountStanding { id, role: Role::Customer, token_version: fresh }));
         Ok(ids)
     }
 }
