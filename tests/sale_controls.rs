@@ -1,7 +1,7 @@
-//! The admin's sale controls over real HTTP, on the embedded SQLite default and on PostgreSQL: a restock in the
-//! middle of a crowd sells exactly the stock it makes, pauses (a product's and the global one) refuse and change
-//! nothing, a window moves at once, preheat warms a product, bad bodies are 400s — and restocks, switches and windows
-//! survive a restart of the whole service.
+//! The admin's sale controls over real HTTP, on the embedded SQLite default, on PostgreSQL and on the production
+//! backends (Kafka journal, Redis snapshots): a restock in the middle of a crowd sells exactly the stock it makes,
+//! pauses (a product's and the global one) refuse and change nothing, a window moves at once, preheat warms a product,
+//! bad bodies are 400s — and restocks, switches and windows survive a restart of the whole service.
 
 mod common;
 
@@ -11,23 +11,6 @@ use common::{spawn_app, Backend, TestApp};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// One test per backend that needs no Kafka (the production backend is covered by the journal-level tests).
-macro_rules! on_sql_backends {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario($crate::common::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario($crate::common::Backend::Postgres).await;
-            }
-        }
-    };
-}
 
 async fn admin(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> common::Answer {
     let mut request = app.client.request(method, app.url(path)).bearer_auth(&app.admin_token);
@@ -107,7 +90,7 @@ async fn a_restock_in_the_middle_of_a_crowd_sells_exactly_the_new_stock(backend:
     assert_eq!(buy_once_each(&app, product, &newcomers).await.len(), 3);
     app.stop().await;
 }
-on_sql_backends!(a_restock_in_the_middle_of_a_crowd_sells_exactly_the_new_stock);
+on_every_backend!(a_restock_in_the_middle_of_a_crowd_sells_exactly_the_new_stock);
 
 async fn pauses_refuse_and_change_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -160,7 +143,7 @@ async fn pauses_refuse_and_change_nothing(backend: Backend) {
     assert_eq!(app.purchase(product, &buyers[3].1, None, 1).await.status, StatusCode::ACCEPTED, "still open");
     app.stop().await;
 }
-on_sql_backends!(pauses_refuse_and_change_nothing);
+on_every_backend!(pauses_refuse_and_change_nothing);
 
 async fn a_window_moves_at_once_and_preheat_warms_a_product(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -215,7 +198,7 @@ async fn a_window_moves_at_once_and_preheat_warms_a_product(backend: Backend) {
     assert_eq!(app.purchase(product, &token, None, 1).await.status, StatusCode::ACCEPTED, "open at once");
     app.stop().await;
 }
-on_sql_backends!(a_window_moves_at_once_and_preheat_warms_a_product);
+on_every_backend!(a_window_moves_at_once_and_preheat_warms_a_product);
 
 async fn restocks_switches_and_windows_survive_a_restart(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -252,4 +235,4 @@ async fn restocks_switches_and_windows_survive_a_restart(backend: Backend) {
     assert_eq!(app.admin_view(product).await["invariant_holds"], true);
     app.stop().await;
 }
-on_sql_backends!(restocks_switches_and_windows_survive_a_restart);
+on_every_backend!(restocks_switches_and_windows_survive_a_restart);
