@@ -37,7 +37,8 @@ impl Crowd {
     }
 }
 
-/// `buyers` each buy one unit of `product`, arriving evenly over `ARRIVAL`, each on a task of its own.
+/// `buyers` each buy one unit of `product`, arriving evenly over `ARRIVAL`, each on a task of its own; then waits
+/// until their orders are projected, so that the next run does not meet this one's projection.
 async fn crowd_buys(app: &TestApp, product: i64, buyers: &[(i64, String)]) -> Crowd {
     let start = tokio::time::Instant::now();
     let spacing = ARRIVAL / buyers.len() as u32;
@@ -53,6 +54,7 @@ async fn crowd_buys(app: &TestApp, product: i64, buyers: &[(i64, String)]) -> Cr
         })
     });
     let answers = join_all(tasks).await.into_iter().map(|task| task.expect("buyer task")).collect();
+    app.settled_orders(product).await;
     Crowd { answers }
 }
 
