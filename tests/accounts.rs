@@ -108,7 +108,9 @@ async fn a_signed_token_for_no_account_or_an_old_version_is_refused() {
     let secret = app.scratch.settings().auth.jwt_secret.expose().to_owned();
     let sign = |sub: &str, role: &str, ver: u32| {
         let now = Timestamp::now().unix_secs();
-        let claims = json!({"sub": sub, "role": role, "ver": ver, "iat": now, "exp": now + 600});
+        let claims = json!({
+            "iss": "seckill", "aud": "seckill-api", "sub": sub, "role": role, "ver": ver, "iat": now, "exp": now + 600,
+        });
         let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("token")
     };

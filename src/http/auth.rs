@@ -33,13 +33,82 @@ impl Caller {
     }
 }
 
+/// Who issues the tokens this service accepts, and whom they are for: a token signed with the same secret for
+/// another purpose (another service sharing it, say) is refused.
+const ISSUER: &str = "seckill";
+const AUDIENCE: &str = "seckill-api";
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
+    iss: Issuer,
+    aud: Audience,
     sub: String,
     role: Role,
     ver: TokenVersion,
     iat: i64,
+    /// Not before: never issued here, but honoured if present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
     exp: i64,
+}
+
+/// The `iss` claim, which must be `ISSUER`: checked as it is read, without allocating.
+#[derive(Debug)]
+struct Issuer;
+
+impl Serialize for Issuer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(ISSUER)
+    }
+}
+
+impl<'de> Deserialize<'de> for Issuer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Expect;
+        impl serde::de::Visitor<'_> for Expect {
+            type Value = Issuer;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "the issuer {ISSUER:?}")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Issuer, E> {
+                (value == ISSUER).then_some(Issuer).ok_or_else(|| E::custom("another issuer"))
+            }
+        }
+        deserializer.deserialize_str(Expect)
+    }
+}
+
+/// The `aud` claim, which must be `AUDIENCE` or a list that holds it (RFC 7519 §4.1.3).
+#[derive(Debug)]
+struct Audience;
+
+impl Serialize for Audience {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(AUDIENCE)
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Expect;
+        impl<'de> serde::de::Visitor<'de> for Expect {
+            type Value = Audience;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "the audience {AUDIENCE:?}, or a list holding it")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Audience, E> {
+                (value == AUDIENCE).then_some(Audience).ok_or_else(|| E::custom("another audience"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut list: A) -> Result<Audience, A::Error> {
+                let mut ours = false;
+                while let Some(audience) = list.next_element::<String>()? {
+                    ours |= audience == AUDIENCE;
+                }
+                ours.then_some(Audience).ok_or_else(|| serde::de::Error::custom("another audience"))
+            }
+        }
+        deserializer.deserialize_any(Expect)
+    }
 }
 
 /// Signs and checks tokens.
@@ -67,20 +136,26 @@ impl Tokens {
     pub fn issue(&self, identity: Identity) -> Result<IssuedToken, Problem> {
         let now = Timestamp::now().unix_secs();
         let claims = Claims {
+            iss: Issuer,
+            aud: Audience,
             sub: identity.user.to_string(),
             role: identity.role,
             ver: identity.token_version,
             iat: now,
+            nbf: None,
             exp: now + self.ttl.as_secs() as i64,
         };
         let access_token = self.jwt.sign(&claims).map_err(|err| Problem::backend(&err))?;
         Ok(IssuedToken { access_token, token_type: "Bearer", expires_in: self.ttl.as_secs() })
     }
 
-    /// Who `token` was issued to, if it is signed here and unexpired.
+    /// Who `token` was issued to, if it is signed here, by this issuer for this audience, and valid now: not
+    /// expired, not issued in the future, not before its `nbf` (each give or take the leeway).
     fn verify(&self, token: &str) -> Option<Identity> {
         let claims: Claims = self.jwt.verify(token).ok()?;
-        if claims.exp + LEEWAY_SECS < Timestamp::now().unix_secs() {
+        let now = Timestamp::now().unix_secs();
+        let early = |at: i64| at > now + LEEWAY_SECS;
+        if claims.exp + LEEWAY_SECS < now || early(claims.iat) || claims.nbf.is_some_and(early) {
             return None;
         }
         Some(Identity { user: claims.sub.parse().ok()?, role: claims.role, token_version: claims.ver })
@@ -211,6 +286,8 @@ pub async fn change_password(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn tokens() -> Tokens {
@@ -222,8 +299,46 @@ mod tests {
     }
 
     fn token_expiring_at(tokens: &Tokens, exp: i64) -> String {
-        let claims = Claims { sub: "7".into(), role: Role::Customer, ver: TokenVersion::default(), iat: exp - 60, exp };
+        signed(tokens, json!({"iat": exp - 60, "exp": exp}))
+    }
+
+    /// A token signed with `tokens`' key: a valid customer token's claims, with `changes` over them (null removes).
+    fn signed(tokens: &Tokens, changes: serde_json::Value) -> String {
+        let now = Timestamp::now().unix_secs();
+        let mut claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "7", "role": "customer", "ver": 0, "iat": now, "exp": now + 60,
+        });
+        for (key, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(key);
+            } else {
+                claims[key] = value.clone();
+            }
+        }
         tokens.jwt.sign(&claims).unwrap()
+    }
+
+    #[test]
+    fn only_tokens_of_this_issuer_for_this_audience_valid_now_are_taken() {
+        let tokens = tokens();
+        let now = Timestamp::now().unix_secs();
+        assert!(tokens.verify(&signed(&tokens, json!({}))).is_some(), "the baseline is valid");
+        assert!(tokens.verify(&signed(&tokens, json!({"aud": ["other", AUDIENCE]}))).is_some(), "a list with ours");
+        assert!(tokens.verify(&signed(&tokens, json!({"nbf": now}))).is_some(), "valid from now");
+        assert!(tokens.verify(&signed(&tokens, json!({"iat": now + LEEWAY_SECS}))).is_some(), "within the leeway");
+        for (changes, why) in [
+            (json!({"iss": "someone-else"}), "another issuer"),
+            (json!({"iss": null}), "no issuer"),
+            (json!({"aud": "another-api"}), "another audience"),
+            (json!({"aud": ["other"]}), "a list without ours"),
+            (json!({"aud": null}), "no audience"),
+            (json!({"exp": null}), "no expiry"),
+            (json!({"iat": null}), "no issue time"),
+            (json!({"iat": now + LEEWAY_SECS + 60}), "issued in the future"),
+            (json!({"nbf": now + LEEWAY_SECS + 60}), "not valid yet"),
+        ] {
+            assert!(tokens.verify(&signed(&tokens, changes)).is_none(), "{why}");
+        }
     }
 
     #[test]

@@ -24,11 +24,15 @@ pub enum TokenError {
     Signature,
     #[error("algorithm is not HS256")]
     Algorithm,
+    #[error("the header names critical extensions, and none is understood here")]
+    Critical,
 }
 
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    /// Extensions the token says must be understood (RFC 7515 §4.1.11): this service understands none.
+    crit: Option<serde_json::Value>,
 }
 
 /// Signs and verifies HS256 tokens with one secret.
@@ -65,6 +69,9 @@ impl Hs256 {
             let header: Header = json_segment(header)?;
             if header.alg != "HS256" {
                 return Err(TokenError::Algorithm);
+            }
+            if header.crit.is_some() {
+                return Err(TokenError::Critical);
             }
         }
         json_segment(claims)
@@ -149,6 +156,16 @@ mod tests {
             assert_eq!(Hs256::new(SECRET).verify::<Claims>(&token), Err(expected), "{header}");
         }
         assert_eq!(Hs256::new(SECRET).verify::<Claims>(&forge(HEADER, body, SECRET)), Ok(claims()));
+    }
+
+    #[test]
+    fn a_critical_extension_is_refused_even_when_the_signature_matches() {
+        let body = r#"{"sub":"42","exp":4000000000}"#;
+        for header in [r#"{"alg":"HS256","crit":["exp"]}"#, r#"{"alg":"HS256","crit":[]}"#] {
+            assert_eq!(Hs256::new(SECRET).verify::<Claims>(&forge(header, body, SECRET)), Err(TokenError::Critical));
+        }
+        let plain = forge(r#"{"typ":"JWT","alg":"HS256"}"#, body, SECRET);
+        assert_eq!(Hs256::new(SECRET).verify::<Claims>(&plain), Ok(claims()), "another issuer's header is fine");
     }
 
     #[test]
