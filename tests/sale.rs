@@ -271,7 +271,10 @@ async fn a_sale_sells_only_inside_its_window(backend: Backend) {
         app.send(app.client.post(app.url("/api/v1/admin/products")).bearer_auth(&app.admin_token).json(&body))
     };
     let upcoming = create("2999-01-01T00:00:00Z", "2999-01-02T00:00:00Z").await.body["id"].as_i64().expect("id");
-    let ended = create("2001-01-01T00:00:00Z", "2001-01-02T00:00:00Z").await.body["id"].as_i64().expect("id");
+    // A sale cannot be created in the past: this one ends a moment after it is created.
+    let ends_at = seckill::domain::Timestamp::now().plus(std::time::Duration::from_millis(1_000));
+    let ended = create("2001-01-01T00:00:00Z", &ends_at.to_rfc3339()).await.body["id"].as_i64().expect("id");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
 
     let early = app.purchase(upcoming, &token, None, 1).await;
     assert_eq!((early.status, early.code()), (StatusCode::CONFLICT, "SALE_NOT_STARTED"), "{}", early.body);

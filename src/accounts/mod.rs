@@ -16,7 +16,9 @@ use rand::distr::{Alphanumeric, SampleString};
 pub use cache::{check_ban, AccountCache, Blacklisted, Unrecognised};
 pub use hashing::{HashError, HashPool};
 
-use crate::domain::{Ban, BanSubject, PasswordHash, PlainPassword, Role, Timestamp, TokenVersion, UserId, Username};
+use crate::domain::{
+    Ban, BanSubject, ParseError, PasswordHash, PlainPassword, Role, Timestamp, TokenVersion, UserId, Username,
+};
 use crate::persistence::{AccountStanding, Database, DbError};
 
 /// Most accounts one `create_bulk` call makes.
@@ -32,6 +34,8 @@ pub enum AccountsError {
     NoAccount,
     #[error("count must be from 1 to {max}")]
     InvalidCount { max: usize },
+    #[error("prefix: the names it makes must be usernames too: {0}")]
+    InvalidPrefix(ParseError),
     #[error(transparent)]
     Database(#[from] DbError),
     #[error(transparent)]
@@ -182,6 +186,7 @@ impl Accounts {
         if !(1..=MAX_BULK_ACCOUNTS).contains(&count) {
             return Err(AccountsError::InvalidCount { max: MAX_BULK_ACCOUNTS });
         }
+        Username::try_from(format!("{}-{count}", prefix.as_str())).map_err(AccountsError::InvalidPrefix)?;
         let ids = self.db.create_accounts(prefix, count).await.map_err(taken_or_failed)?;
         let fresh = TokenVersion::default();
         self.cache.remember(ids.iter().map(|&id| AccountStanding { id, role: Role::Customer, token_version: fresh }));
@@ -276,6 +281,10 @@ mod tests {
         assert!(matches!(no_password, Err(AccountsError::InvalidCredentials)), "{no_password:?}");
         let again = accounts.create_bulk(name("load"), 2).await;
         assert!(matches!(again, Err(AccountsError::UsernameTaken)), "{again:?}");
+        let long = name(&"p".repeat(60));
+        let too_long = accounts.create_bulk(long.clone(), 1_000).await;
+        assert!(matches!(too_long, Err(AccountsError::InvalidPrefix(_))), "p…p-1000 is 65 characters");
+        assert_eq!(accounts.create_bulk(long, 999).await.unwrap().len(), 999, "p…p-999 is 64");
     }
 
     #[tokio::test]

@@ -39,11 +39,17 @@ macro_rules! positive_id {
             }
         }
 
+        /// Only the canonical decimal form: `+1` and `01` are not another way to write 1.
         impl FromStr for $name {
             type Err = ParseError;
 
             fn from_str(text: &str) -> Result<Self, ParseError> {
-                let value: i64 = text.parse().map_err(|_| ParseError::new($field, "must be a positive integer"))?;
+                let refused =
+                    || ParseError::new($field, "must be a positive integer in decimal, without sign or leading zeros");
+                if !text.starts_with(|c: char| ('1'..='9').contains(&c)) {
+                    return Err(refused());
+                }
+                let value: i64 = text.parse().map_err(|_| refused())?;
                 Self::try_from(value)
             }
         }
@@ -156,6 +162,15 @@ mod tests {
         assert!(ProductId::try_from(-3).is_err());
         assert_eq!(ProductId::try_from(7).unwrap().get(), 7);
         assert!("abc".parse::<UserId>().is_err());
+    }
+
+    #[test]
+    fn ids_in_text_are_canonical_decimal_only() {
+        assert_eq!("1".parse::<ProductId>().unwrap().get(), 1);
+        assert_eq!("9223372036854775807".parse::<UserId>().unwrap().get(), i64::MAX);
+        for text in ["+1", "01", "0", "-1", " 1", "1 ", "", "1e3", "9223372036854775808", "١"] {
+            assert!(text.parse::<ProductId>().is_err(), "{text:?}");
+        }
     }
 
     #[test]

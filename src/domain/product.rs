@@ -29,8 +29,8 @@ impl SaleWindow {
         }
     }
 
-    /// A new window for a sale that exists: like `new`, and it must not have ended already at `now` (a sale moved
-    /// into the past could never sell again, which is what pausing it is for).
+    /// The window of a sale being created or moved: like `new`, and it must not have ended already at `now` (a sale
+    /// in the past could never sell, and stopping one is what pausing it is for).
     pub fn reschedule(starts_at: Timestamp, ends_at: Timestamp, now: Timestamp) -> Result<Self, ParseError> {
         let window = Self::new(starts_at, ends_at)?;
         if ends_at <= now {
@@ -78,8 +78,8 @@ impl ProductDraft {
 
     pub fn parse_name(name: String) -> Result<String, ParseError> {
         let trimmed = name.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > 200 {
-            return Err(ParseError::new("name", "must be 1 to 200 characters"));
+        if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control) {
+            return Err(ParseError::new("name", "must be 1 to 200 characters, without control characters"));
         }
         Ok(trimmed.to_owned())
     }
@@ -128,6 +128,7 @@ mod tests {
     fn names_and_prices_are_bounded() {
         assert!(ProductDraft::parse_name("   ".into()).is_err());
         assert_eq!(ProductDraft::parse_name(" Phone ".into()).unwrap(), "Phone");
+        assert!(ProductDraft::parse_name("Phone\u{7}".into()).is_err(), "a bell");
         assert!(ProductDraft::parse_price(-1).is_err());
         assert!(ProductDraft::parse_price(ProductDraft::MAX_PRICE_CENTS + 1).is_err());
     }

@@ -46,7 +46,7 @@ pub async fn create_product(state: Arc<AppState>, _: Caller, body: NewProduct) -
         stock: body.stock,
         per_user_limit: body.per_user_limit.unwrap_or(PerUserLimit::try_from(1)?),
         shards: body.shards.unwrap_or(state.default_shards),
-        window: SaleWindow::new(starts_at, ends_at)?,
+        window: SaleWindow::reschedule(starts_at, ends_at, Timestamp::now())?,
         payment_window: body.payment_window_secs.unwrap_or(state.default_payment_window),
         requires_token: body.requires_token.unwrap_or(false),
     };

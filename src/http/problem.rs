@@ -167,6 +167,7 @@ impl From<AccountsError> for Problem {
             AccountsError::UsernameTaken => Problem::new(StatusCode::CONFLICT, "USERNAME_TAKEN", err.to_string()),
             AccountsError::InvalidCredentials => Problem::unauthorized(err.to_string()),
             AccountsError::InvalidCount { .. } => Problem::invalid(err.to_string()).with("field", "count"),
+            AccountsError::InvalidPrefix(_) => Problem::invalid(err.to_string()).with("field", "prefix"),
             AccountsError::NoAccount => Problem::not_found("no such account"),
             AccountsError::Blacklisted(blacklisted) => blacklisted.into(),
             AccountsError::Hashing(HashError::Busy) => Problem::new(

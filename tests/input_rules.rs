@@ -1,0 +1,63 @@
+//! The input rules over real HTTP, each refusal a 400 problem that changes nothing: ids only in canonical decimal,
+//! product names without control characters, sales whose window has already ended, and bulk accounts whose names
+//! would break the registration rule.
+
+mod common;
+
+use common::{spawn_app, Backend};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_input_is_a_400_that_changes_nothing() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let product = app.create_product(10, 1, 1).await;
+    let buyer = app.customers(1).await.remove(0).1;
+    let products = || async { app.send(app.client.get(app.url("/api/v1/products"))).await.body };
+    let before: Value = products().await;
+
+    for id in ["+1", "01", "1.0", "0x1"] {
+        let shown = app.send(app.client.get(app.url(&format!("/api/v1/products/{id}")))).await;
+        assert_eq!((shown.status, shown.code()), (StatusCode::BAD_REQUEST, "INVALID_INPUT"), "GET {id}");
+        let bought = app
+            .send(
+                app.client
+                    .post(app.url(&format!("/api/v1/products/{id}/purchase")))
+                    .bearer_auth(&buyer)
+                    .json(&json!({"quantity": 1})),
+            )
+            .await;
+        assert_eq!((bought.status, bought.code()), (StatusCode::BAD_REQUEST, "INVALID_INPUT"), "purchase {id}");
+    }
+    assert_eq!(app.admin_view(product).await["reserved"], 0, "no id but the canonical one bought anything");
+
+    let create = |body: Value| {
+        app.send(app.client.post(app.url("/api/v1/admin/products")).bearer_auth(&app.admin_token).json(&body))
+    };
+    for (body, field) in [
+        (json!({"name": "Phone\u{7}", "price_cents": 1, "stock": 1}), "name"),
+        (json!({"name": "Line\nbreak", "price_cents": 1, "stock": 1}), "name"),
+        (
+            json!({"name": "Past", "price_cents": 1, "stock": 1,
+                   "starts_at": "2020-01-01T00:00:00Z", "ends_at": "2020-01-02T00:00:00Z"}),
+            "ends_at",
+        ),
+    ] {
+        let answer = create(body.clone()).await;
+        assert_eq!((answer.status, answer.code()), (StatusCode::BAD_REQUEST, "INVALID_INPUT"), "{body}");
+        assert_eq!(answer.body["field"], field, "{}", answer.body);
+    }
+    assert_eq!(products().await, before, "no sale was created");
+
+    let bulk = |prefix: String, count: u32| {
+        let body = json!({"prefix": prefix, "count": count});
+        app.send(app.client.post(app.url("/api/v1/admin/users/bulk")).bearer_auth(&app.admin_token).json(&body))
+    };
+    let long = "p".repeat(60);
+    let refused = bulk(long.clone(), 1_000).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::BAD_REQUEST, "INVALID_INPUT"), "{}", refused.body);
+    assert_eq!(refused.body["field"], "prefix");
+    let made = bulk(long, 999).await;
+    assert_eq!(made.status, StatusCode::CREATED, "none of the refused names was taken: {}", made.body);
+    app.stop().await;
+}
