@@ -1,6 +1,6 @@
 //! The input rules over real HTTP, each refusal a 400 problem that changes nothing: ids only in canonical decimal,
 //! product names without control characters, sales whose window has already ended, and bulk accounts whose names
-//! would break the registration rule.
+//! would break the registration rule. And `HEAD` answers every `GET` route as `GET` does, without the body.
 
 mod common;
 
@@ -59,5 +59,57 @@ async fn refused_input_is_a_400_that_changes_nothing() {
     assert_eq!(refused.body["field"], "prefix");
     let made = bulk(long, 999).await;
     assert_eq!(made.status, StatusCode::CREATED, "none of the refused names was taken: {}", made.body);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_answers_every_get_route_as_get_does_without_a_body() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let product = app.create_product(10, 1, 1).await;
+    let buyer = app.customers(1).await.remove(0).1;
+    let order = app.purchase(product, &buyer, None, 1).await.body["order_id"].as_str().expect("order").to_owned();
+    let public = ["/healthz", "/readyz", "/", "/admin", "/assets/app.css", "/api/v1/products"];
+    let product_path = format!("/api/v1/products/{product}");
+    let order_path = format!("/api/v1/orders/{order}");
+    let admin_product = format!("/api/v1/admin/products/{product}");
+    let admin_orders = format!("/api/v1/admin/products/{product}/orders");
+    let mut routes: Vec<(&str, Option<&str>)> = public.iter().map(|path| (*path, None)).collect();
+    routes.extend([
+        (product_path.as_str(), None),
+        ("/api/v1/orders", Some(buyer.as_str())),
+        (&order_path, Some(&buyer)),
+    ]);
+    for path in [
+        admin_product.as_str(),
+        &admin_orders,
+        "/api/v1/admin/projector",
+        "/api/v1/admin/limits",
+        "/api/v1/admin/supervision",
+        "/api/v1/admin/blacklist",
+        "/api/v1/admin/actors",
+        "/api/v1/admin/payments",
+        "/api/v1/admin/compensations",
+        "/api/v1/admin/payments/simulator",
+        "/api/v1/admin/dead-letters",
+        "/api/v1/admin/dead-letters.csv",
+        "/api/v1/admin/sale",
+    ] {
+        routes.push((path, Some(&app.admin_token)));
+    }
+    for (path, token) in routes {
+        let request = |method| {
+            let request = app.client.request(method, app.url(path));
+            match token {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            }
+        };
+        let got = request(reqwest::Method::GET).send().await.expect("GET");
+        let headed = request(reqwest::Method::HEAD).send().await.expect("HEAD");
+        assert_eq!(got.status(), StatusCode::OK, "GET {path}");
+        assert_eq!(headed.status(), got.status(), "HEAD {path}");
+        assert_eq!(headed.headers().get("content-type"), got.headers().get("content-type"), "HEAD {path}");
+        assert!(headed.bytes().await.expect("HEAD body").is_empty(), "HEAD {path} sends no body");
+    }
     app.stop().await;
 }

@@ -88,8 +88,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
 }
 
 fn ops_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let healthz = warp::path!("healthz").and(warp::get()).then(ops::healthz).map(respond);
-    let readyz = warp::path!("readyz").and(warp::get()).and(with(state)).then(ops::readyz).map(respond);
+    let healthz = warp::path!("healthz").and(read()).then(ops::healthz).map(respond);
+    let readyz = warp::path!("readyz").and(read()).and(with(state)).then(ops::readyz).map(respond);
     healthz.or(readyz).unify().boxed()
 }
 
@@ -113,9 +113,9 @@ fn live_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 }
 
 fn page_routes() -> BoxedFilter<(Response,)> {
-    let storefront = warp::path::end().and(warp::get()).then(pages::storefront);
-    let admin = warp::path!("admin").and(warp::get()).then(pages::admin);
-    let asset = warp::path!("assets" / String).and(warp::get()).then(pages::asset).map(respond);
+    let storefront = warp::path::end().and(read()).then(pages::storefront);
+    let admin = warp::path!("admin").and(read()).then(pages::admin);
+    let asset = warp::path!("assets" / String).and(read()).then(pages::asset).map(respond);
     storefront.or(admin).unify().or(asset).unify().boxed()
 }
 
@@ -141,12 +141,9 @@ fn auth_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 
 fn product_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let caller = auth::caller(Arc::clone(&state));
-    let list = warp::path::end().and(warp::get()).and(with(state.clone())).then(sales::list).map(respond);
-    let show = warp::path!(String)
-        .and(warp::get())
-        .and(with(state.clone()))
-        .then(|id, state| sales::show(state, id))
-        .map(respond);
+    let list = warp::path::end().and(read()).and(with(state.clone())).then(sales::list).map(respond);
+    let show =
+        warp::path!(String).and(read()).and(with(state.clone())).then(|id, state| sales::show(state, id)).map(respond);
     let purchase = warp::path!(String / "purchase")
         .and(warp::post())
         .and(with(state.clone()))
@@ -170,9 +167,9 @@ fn product_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 
 fn order_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let caller = auth::caller(Arc::clone(&state));
-    let mine = warp::path::end().and(warp::get()).and(with(state.clone())).and(caller.clone()).then(orders::mine);
+    let mine = warp::path::end().and(read()).and(with(state.clone())).and(caller.clone()).then(orders::mine);
     let one = warp::path!(String)
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(caller.clone())
         .then(|id, state, caller| orders::one(state, id, caller));
@@ -208,19 +205,19 @@ fn callback_route(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 fn lifecycle_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let admin = auth::admin(Arc::clone(&state));
     let payment_jobs = warp::path!("payments")
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(admin.clone())
         .then(payments::payment_jobs)
         .map(respond);
     let compensation_jobs = warp::path!("compensations")
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(admin.clone())
         .then(payments::compensation_jobs)
         .map(respond);
     let simulator = warp::path!("payments" / "simulator")
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(admin.clone())
         .then(payments::simulator)
@@ -233,14 +230,14 @@ fn lifecycle_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .then(payments::set_simulator)
         .map(respond);
     let letters = warp::path!("dead-letters")
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(admin.clone())
         .and(warp::query::<payments::LetterQuery>())
         .then(payments::dead_letters)
         .map(respond);
     let csv = warp::path!("dead-letters.csv")
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(admin.clone())
         .and(warp::query::<payments::LetterQuery>())
@@ -278,20 +275,20 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .then(admin::create_product)
         .map(respond);
     let inspect = warp::path!("products" / String)
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(admin.clone())
         .then(|id, state, caller| admin::inspect(state, id, caller))
         .map(respond);
     let product_orders = warp::path!("products" / String / "orders")
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(admin.clone())
         .then(|id, state, caller| admin::product_orders(state, id, caller))
         .map(respond);
     let projector =
-        warp::path!("projector").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::projector);
-    let limits = warp::path!("limits").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::limits);
+        warp::path!("projector").and(read()).and(with(state.clone())).and(admin.clone()).then(admin::projector);
+    let limits = warp::path!("limits").and(read()).and(with(state.clone())).and(admin.clone()).then(admin::limits);
     let set_limits = warp::path!("limits")
         .and(warp::put())
         .and(with(state.clone()))
@@ -299,7 +296,7 @@ fn admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(body(&state))
         .then(admin::set_limits);
     let supervision = warp::path!("supervision")
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(admin.clone())
         .then(admin::supervision)
@@ -348,7 +345,7 @@ fn account_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(with(state.clone()))
         .and(admin.clone())
         .then(|id, state, caller| admin::revoke_tokens(state, id, caller));
-    let bans = warp::path!("blacklist").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::bans);
+    let bans = warp::path!("blacklist").and(read()).and(with(state.clone())).and(admin.clone()).then(admin::bans);
     let ban = warp::path!("blacklist")
         .and(warp::post())
         .and(with(state.clone()))
@@ -366,9 +363,9 @@ fn account_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 /// The running actors, and the admin's hand on them and on a sale.
 fn live_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let admin = auth::admin(Arc::clone(&state));
-    let tree = warp::path!("actors").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(admin::actors);
+    let tree = warp::path!("actors").and(read()).and(with(state.clone())).and(admin.clone()).then(admin::actors);
     let one = warp::path!("actors" / String)
-        .and(warp::get())
+        .and(read())
         .and(with(state.clone()))
         .and(admin.clone())
         .then(|id, state, caller| admin::actor(state, id, caller));
@@ -415,8 +412,7 @@ fn control_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(with(state.clone()))
         .and(admin.clone())
         .then(|id, state, caller| controls::preheat(state, id, caller));
-    let global =
-        warp::path!("sale").and(warp::get()).and(with(state.clone())).and(admin.clone()).then(controls::global);
+    let global = warp::path!("sale").and(read()).and(with(state.clone())).and(admin.clone()).then(controls::global);
     let set_global = warp::path!("sale")
         .and(warp::put())
         .and(with(state.clone()))
@@ -433,6 +429,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     warp::serve(routes).incoming(listener).graceful(shutdown).run().await;
+}
+
+/// `GET`, or `HEAD` for the same answer without its body (hyper sends the headers only).
+fn read() -> impl Filter<Extract = (), Error = Rejection> + Copy {
+    warp::get().or(warp::head()).unify()
 }
 
 fn with(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
