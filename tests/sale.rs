@@ -96,6 +96,8 @@ async fn a_repeated_idempotency_key_returns_the_same_order(backend: Backend) {
         assert_eq!(retry.status, StatusCode::ACCEPTED, "{}", retry.body);
         assert_eq!(retry.body["order_id"], first.body["order_id"], "a retry names the same order");
     }
+    let reused = app.purchase(product, alice, Some("checkout-1"), 2).await;
+    assert_eq!((reused.status, reused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED"));
     let bobs = app.purchase(product, bob, Some("checkout-1"), 1).await;
     assert_eq!(bobs.status, StatusCode::ACCEPTED, "keys are per user");
     assert_ne!(bobs.body["order_id"], first.body["order_id"]);

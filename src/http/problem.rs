@@ -135,6 +135,10 @@ impl From<PurchaseError> for Problem {
                 conflict("LIMIT_EXCEEDED").with("limit", limit).with("held", held)
             }
             PurchaseError::Unavailable => Problem::unavailable(err.to_string()),
+            PurchaseError::KeyReused => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED", err.to_string())
+            }
+            PurchaseError::KeyInFlight => conflict("IDEMPOTENCY_KEY_IN_FLIGHT").retry_after(1),
             PurchaseError::Pass(refusal) => Problem::new(StatusCode::FORBIDDEN, refusal.code(), refusal.to_string()),
         }
     }

@@ -34,6 +34,10 @@ pub enum PurchaseError {
     Unavailable,
     #[error(transparent)]
     Pass(#[from] PassRefusal),
+    #[error("this Idempotency-Key was used for another request (another quantity)")]
+    KeyReused,
+    #[error("the request with this Idempotency-Key is still being processed; ask again in a moment")]
+    KeyInFlight,
 }
 
 impl From<Refusal> for PurchaseError {
@@ -43,6 +47,8 @@ impl From<Refusal> for PurchaseError {
             Refusal::InsufficientStock { available } => PurchaseError::InsufficientStock { available },
             Refusal::LimitExceeded { limit, held } => PurchaseError::LimitExceeded { limit, held },
             Refusal::Unavailable => PurchaseError::Unavailable,
+            Refusal::KeyReused => PurchaseError::KeyReused,
+            Refusal::KeyInFlight => PurchaseError::KeyInFlight,
         }
     }
 }
@@ -110,7 +116,7 @@ fn open_to_buyers(handle: &ProductHandle) -> Result<(), Closed> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{engine, flaky, no_pass, open_sale, restart_product, settings, until};
+    use super::super::testing::{engine, flaky, no_pass, open_sale, restart_product, settings, slow, until};
     use super::*;
 
     #[tokio::test]
@@ -151,6 +157,34 @@ mod tests {
         until("the projector catches up", || async { engine.projection_lag().await.unwrap() == 0 }).await;
         let orders = engine.orders_of_product(product).await.unwrap();
         assert_eq!(orders.iter().map(|order| order.order_id).collect::<Vec<_>>(), vec![sold.order_id]);
+        engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_repeated_in_flight_or_for_another_quantity_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir, slow(std::time::Duration::from_millis(300)), settings()).await;
+        let product = open_sale(&engine, 5).await;
+        let buyer = UserId::try_from(1).unwrap();
+        let (one, two) = (Quantity::try_from(1).unwrap(), Quantity::try_from(2).unwrap());
+        let key = || Some(IdempotencyKey::try_from("checkout-1".to_owned()).unwrap());
+
+        let first = engine.purchase(product, buyer, one, key(), no_pass);
+        let repeats = async {
+            until("the first purchase is in flight", || async { engine.product(product).unwrap().available == 4 })
+                .await;
+            let same = engine.purchase(product, buyer, one, key(), no_pass).await;
+            let other = engine.purchase(product, buyer, two, key(), no_pass).await;
+            (same, other)
+        };
+        let (first, (same, other)) = tokio::join!(first, repeats);
+        let first = first.expect("the first purchase is accepted");
+        assert_eq!(same, Err(PurchaseError::KeyInFlight), "a repeat while the first is being recorded");
+        assert_eq!(other, Err(PurchaseError::KeyReused), "the key for another quantity");
+
+        assert_eq!(engine.purchase(product, buyer, one, key(), no_pass).await, Ok(first), "a repeat once it is done");
+        assert_eq!(engine.purchase(product, buyer, two, key(), no_pass).await, Err(PurchaseError::KeyReused));
+        assert_eq!(engine.product(product).unwrap().available, 4, "one unit sold, to the first purchase only");
         engine.shutdown().await;
     }
 }

@@ -107,7 +107,8 @@ struct Model {
     paused_refusals: u64,
     next_position: i64,
     next_request: u64,
-    requests: HashMap<u64, (UserId, Option<IdempotencyKey>)>,
+    /// Each purchase asked: its buyer, key and quantity.
+    requests: HashMap<u64, (UserId, Option<IdempotencyKey>, u32)>,
     answers: HashMap<u64, Outcome>,
     accepted_orders: HashSet<OrderId>,
     /// What each order's buyer was told of it, in order.
@@ -172,7 +173,7 @@ impl Model {
     fn buy(&mut self, user: UserId, quantity: u32, key: Option<IdempotencyKey>) -> u64 {
         let id = self.next_request;
         self.next_request += 1;
-        self.requests.insert(id, (user, key.clone()));
+        self.requests.insert(id, (user, key.clone(), quantity));
         let quantity = Quantity::try_from(i64::from(quantity)).unwrap();
         let shard = self.shard_of(user);
         self.shard_mail[shard].push_back(ToShard::Buy(PurchaseRequest { user, quantity, key, reply: id }));
@@ -373,7 +374,15 @@ impl Model {
     }
 
     fn answered(&mut self, request: u64, outcome: Outcome) {
-        let (user, key) = self.requests[&request].clone();
+        let (user, key, quantity) = self.requests[&request].clone();
+        // The other purchases with the same buyer and key (one that waited for stock may find its key taken by a
+        // later one), and whether each asked for the same quantity.
+        let same_key = |other: &(UserId, Option<IdempotencyKey>, u32)| other.0 == user && other.1 == key;
+        let others: Vec<bool> = (0..self.next_request)
+            .filter(|id| *id != request)
+            .filter_map(|id| self.requests.get(&id).filter(|other| key.is_some() && same_key(other)))
+            .map(|other| other.2 == quantity)
+            .collect();
         match outcome {
             Ok(receipt) => {
                 if let Some(key) = key {
@@ -397,6 +406,15 @@ impl Model {
                     "SOLD_OUT answered while {remaining} units remain, of which only {} came back from refused appends",
                     self.returned_since_all_held
                 );
+            }
+            Err(Refusal::KeyReused) => {
+                assert!(
+                    others.contains(&false),
+                    "KeyReused, though no other purchase used the key for another quantity"
+                );
+            }
+            Err(Refusal::KeyInFlight) => {
+                assert!(others.contains(&true), "KeyInFlight, though no other purchase used the key for this quantity");
             }
             Err(_) => {}
         }

@@ -57,6 +57,10 @@ pub enum Refusal {
     LimitExceeded { limit: u32, held: u32 },
     /// The journal could not record the reservation; nothing was taken.
     Unavailable,
+    /// The purchase's Idempotency-Key names an earlier purchase of another quantity.
+    KeyReused,
+    /// The purchase's Idempotency-Key names a purchase whose journal append is still under way.
+    KeyInFlight,
 }
 
 pub type Outcome = Result<Receipt, Refusal>;
@@ -147,8 +151,8 @@ pub struct ShardCounts {
 
 struct Pending<R> {
     reservation: Reservation,
-    /// The buyer, and anyone who repeated its idempotency key meanwhile (rarely anyone).
-    waiters: SmallVec<[R; 1]>,
+    /// The buyer (a repeat of its idempotency key meanwhile is told `KeyInFlight`, not made to wait).
+    reply: R,
 }
 
 /// A committed order and the steps it took since.
@@ -277,11 +281,7 @@ impl<R, A> ShardBook<R, A> {
         let change = change_of(&pending.reservation, Change::Reserved, pending.reservation.reserved_at);
         self.deadlines.insert((pending.reservation.pay_before, order_id));
         self.keep(Arc::new(pending.reservation), Timeline::default());
-        // Sized once: this runs for every purchase.
-        let mut effects = Vec::with_capacity(pending.waiters.len() + 1);
-        effects.extend(pending.waiters.into_iter().map(|reply| Effect::Reply(reply, Ok(receipt))));
-        effects.push(Effect::Changed(change));
-        effects
+        vec![Effect::Reply(pending.reply, Ok(receipt)), Effect::Changed(change)]
     }
 
     /// The journal refused the batch holding this reservation, or this order's step: undo it as if it never
@@ -310,8 +310,7 @@ impl<R, A> ShardBook<R, A> {
         self.available += units;
         self.unhold(&reservation);
         self.forget_key(&reservation);
-        let mut effects: Vec<Effect<R, A>> =
-            pending.waiters.into_iter().map(|reply| Effect::Reply(reply, Err(Refusal::Unavailable))).collect();
+        let mut effects = vec![Effect::Reply(pending.reply, Err(Refusal::Unavailable))];
         if self.sold_out {
             self.sold_out = false;
             effects.push(Effect::StockReturned { units });
@@ -569,12 +568,25 @@ impl<R, A> ShardBook<R, A> {
     ) {
         if let Some(key) = &request.key {
             if let Some(order_id) = self.keys.get(&(request.user, key.clone())) {
-                if let Some(pending) = self.pending.get_mut(order_id) {
-                    pending.waiters.push(request.reply);
-                } else if let Some(held) = self.committed.get(order_id) {
-                    effects.push(Effect::Reply(request.reply, Ok(receipt_of(&held.reservation))));
+                // As draft-ietf-httpapi-idempotency-key-header has it: the same key for another request is an
+                // error, and so is a repeat while the first is still being processed.
+                let same = |reservation: &Reservation| reservation.quantity == request.quantity;
+                let answer = if let Some(pending) = self.pending.get(order_id) {
+                    Some(Err(if same(&pending.reservation) { Refusal::KeyInFlight } else { Refusal::KeyReused }))
+                } else {
+                    let held = self.committed.get(order_id);
+                    held.map(|held| {
+                        if same(&held.reservation) {
+                            Ok(receipt_of(&held.reservation))
+                        } else {
+                            Err(Refusal::KeyReused)
+                        }
+                    })
+                };
+                if let Some(answer) = answer {
+                    effects.push(Effect::Reply(request.reply, answer));
+                    return;
                 }
-                return;
             }
         }
         let units = request.quantity.get();
@@ -615,7 +627,7 @@ impl<R, A> ShardBook<R, A> {
         self.hold(&reservation);
         self.remember_key(&reservation);
         effects.push(Effect::Append(reservation.clone()));
-        self.pending.insert(reservation.order_id, Pending { reservation, waiters: smallvec::smallvec![request.reply] });
+        self.pending.insert(reservation.order_id, Pending { reservation, reply: request.reply });
     }
 
     fn keep(&mut self, reservation: Arc<Reservation>, timeline: Timeline) {

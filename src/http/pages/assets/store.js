@@ -146,7 +146,8 @@
       say.success(`Pay within ${S.formatDuration((o.payBefore - Date.now()) / 1000 || 0)} to get ${p.name}.`, 'Reserved!');
     } catch (err) {
       // Keep the key only when we cannot know whether the reservation happened.
-      const unknown = err.network || (err.status >= 500 && !/^SALE_/.test(err.code));
+      // (IDEMPOTENCY_KEY_IN_FLIGHT: the first try is still being recorded; the next click asks about it again.)
+      const unknown = err.network || err.code === 'IDEMPOTENCY_KEY_IN_FLIGHT' || (err.status >= 500 && !/^SALE_/.test(err.code));
       if (!unknown) pendingKeys.delete(p.id);
       if (err.status === 401) sessionEnded();
       else say.error(err, unknown ? `No answer for ${p.name}; trying again is safe.` : `Couldn’t reserve ${p.name}.`);
