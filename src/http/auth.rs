@@ -239,12 +239,16 @@ pub struct PasswordChange {
     new_password: PlainPassword,
 }
 
-/// Refuses a banned client address and then one past its rate limits: before any password is hashed.
-fn admit(state: &AppState, client: Option<IpAddr>) -> Result<(), Problem> {
+/// Refuses a banned caller or client address, then one past its rate limits: before a purchase reaches an actor,
+/// and before a login's password is hashed.
+pub(super) fn admit(state: &AppState, caller: Option<&Caller>, client: Option<IpAddr>) -> Result<(), Problem> {
+    if let Some(caller) = caller {
+        caller.unbanned()?;
+    }
     if let Some(ip) = client {
         state.accounts.cache().admit_ip(ip, Timestamp::now)?;
     }
-    Ok(state.limits.check(client, None)?)
+    Ok(state.limits.check(client, caller.map(|caller| caller.user))?)
 }
 
 pub async fn register(
@@ -252,7 +256,7 @@ pub async fn register(
     client: Option<IpAddr>,
     credentials: Credentials,
 ) -> Result<Response, Problem> {
-    admit(&state, client)?;
+    admit(&state, None, client)?;
     let Credentials { username, password } = credentials;
     let user_id = state.accounts.register(username.clone(), password).await?;
     let body = serde_json::json!({ "user_id": user_id, "username": username });
@@ -264,7 +268,7 @@ pub async fn login(
     client: Option<IpAddr>,
     credentials: Credentials,
 ) -> Result<Response, Problem> {
-    admit(&state, client)?;
+    admit(&state, None, client)?;
     let Credentials { username, password } = credentials;
     state.limits.check_login(client, username.as_str())?;
     let identity = state.accounts.login(username, password).await?;

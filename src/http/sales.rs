@@ -10,7 +10,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
-use super::auth::Caller;
+use super::auth::{admit, Caller};
 use super::extract::{json, segment};
 use super::problem::Problem;
 use super::AppState;
@@ -40,16 +40,6 @@ pub async fn show(state: Arc<AppState>, id: String) -> Result<Response, Problem>
     Ok(warp::reply::json(&product).into_response())
 }
 
-/// Refuses a banned caller or address, then one past its rate limits.
-fn admit(state: &AppState, caller: &Caller, client: Option<SocketAddr>) -> Result<(), Problem> {
-    let ip = client.map(|client| client.ip());
-    caller.unbanned()?;
-    if let Some(ip) = ip {
-        state.accounts.cache().admit_ip(ip, Timestamp::now)?;
-    }
-    Ok(state.limits.check(ip, Some(caller.user))?)
-}
-
 /// `POST /api/v1/products/{id}/purchase`. An empty body buys one unit; a sale that requires a seckill token takes it
 /// from the `Seckill-Token` header.
 pub async fn purchase(
@@ -61,7 +51,7 @@ pub async fn purchase(
     pass: Option<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    admit(&state, &caller, client)?;
+    admit(&state, Some(&caller), client.map(|client| client.ip()))?;
     let product: ProductId = segment(&id)?;
     let key = key.map(IdempotencyKey::try_from).transpose()?;
     let quantity = if body.iter().all(u8::is_ascii_whitespace) {
@@ -91,7 +81,7 @@ pub async fn seckill_token(
     caller: Caller,
     client: Option<SocketAddr>,
 ) -> Result<Response, Problem> {
-    admit(&state, &caller, client)?;
+    admit(&state, Some(&caller), client.map(|client| client.ip()))?;
     let product: ProductId = segment(&id)?;
     state.engine.open_to_buyers(product)?;
     let pass = state.passes.issue(caller.user, product, Timestamp::now());
