@@ -79,8 +79,11 @@ impl HashPool {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let _place = place;
-            let _ = reply.send(work());
+            let result = work();
+            // The place is given back before the answer goes out: a thread that runs only on what others leave may
+            // wait a long time between two instructions, and the caller, once answered, may ask again at once.
+            drop(place);
+            let _ = reply.send(result);
         });
         let queued = self.jobs.send(job).map_err(|_| HashError::Failed);
         async move {
