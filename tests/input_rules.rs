@@ -113,3 +113,20 @@ async fn head_answers_every_get_route_as_get_does_without_a_body() {
     }
     app.stop().await;
 }
+
+/// A buyer whose purchase went through but whose answer was lost asks again without a key: the refusal names the
+/// order they hold, and takes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_past_the_limit_is_told_which_orders_use_it_up() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let product = app.create_product(10, 1, 2).await;
+    let buyer = app.customers(1).await.remove(0).1;
+    let bought = app.purchase(product, &buyer, None, 1).await;
+    assert_eq!(bought.status, StatusCode::ACCEPTED, "{}", bought.body);
+    let again = app.purchase(product, &buyer, None, 1).await;
+    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "LIMIT_EXCEEDED"), "{}", again.body);
+    assert_eq!(again.body["orders"], json!([bought.body["order_id"]]), "the order that uses up the limit");
+    assert_eq!((again.body["limit"].as_u64(), again.body["held"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(app.admin_view(product).await["reserved"], 1, "one unit, the first purchase's");
+    app.stop().await;
+}

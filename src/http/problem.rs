@@ -121,7 +121,7 @@ impl From<ParseError> for Problem {
 impl From<PurchaseError> for Problem {
     fn from(err: PurchaseError) -> Self {
         let conflict = |code| Problem::new(StatusCode::CONFLICT, code, err.to_string());
-        match err {
+        match &err {
             PurchaseError::NotFound => Problem::not_found("no such product"),
             PurchaseError::NotStarted { starts_at } => conflict("SALE_NOT_STARTED").with("starts_at", starts_at),
             PurchaseError::Ended => conflict("SALE_ENDED"),
@@ -131,8 +131,8 @@ impl From<PurchaseError> for Problem {
             PurchaseError::InsufficientStock { available } => {
                 conflict("INSUFFICIENT_STOCK").with("available", available)
             }
-            PurchaseError::LimitExceeded { limit, held } => {
-                conflict("LIMIT_EXCEEDED").with("limit", limit).with("held", held)
+            PurchaseError::LimitExceeded { limit, held, orders } => {
+                conflict("LIMIT_EXCEEDED").with("limit", limit).with("held", held).with("orders", orders.as_slice())
             }
             PurchaseError::Unavailable => Problem::unavailable(err.to_string()),
             PurchaseError::KeyReused => {

@@ -7,12 +7,12 @@ use ractor::rpc::CallResult;
 
 use super::Engine;
 use crate::actors::sale::catalog::ProductHandle;
-use crate::actors::sale::shard::book::{PurchaseRequest, Receipt, Refusal};
+use crate::actors::sale::shard::book::{HeldOrders, PurchaseRequest, Receipt, Refusal};
 use crate::actors::sale::shard::ShardMsg;
 use crate::domain::{admit, Closed, IdempotencyKey, PassRefusal, ProductId, Quantity, Timestamp, UserId};
 
 /// Why a purchase was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PurchaseError {
     #[error("no such product")]
     NotFound,
@@ -29,7 +29,7 @@ pub enum PurchaseError {
     #[error("only {available} units left")]
     InsufficientStock { available: u64 },
     #[error("limit of {limit} per user reached")]
-    LimitExceeded { limit: u32, held: u32 },
+    LimitExceeded { limit: u32, held: u32, orders: HeldOrders },
     #[error("the order could not be recorded; nothing was taken")]
     Unavailable,
     #[error(transparent)]
@@ -45,7 +45,7 @@ impl From<Refusal> for PurchaseError {
         match refusal {
             Refusal::SoldOut => PurchaseError::SoldOut,
             Refusal::InsufficientStock { available } => PurchaseError::InsufficientStock { available },
-            Refusal::LimitExceeded { limit, held } => PurchaseError::LimitExceeded { limit, held },
+            Refusal::LimitExceeded { limit, held, orders } => PurchaseError::LimitExceeded { limit, held, orders },
             Refusal::Unavailable => PurchaseError::Unavailable,
             Refusal::KeyReused => PurchaseError::KeyReused,
             Refusal::KeyInFlight => PurchaseError::KeyInFlight,

@@ -416,6 +416,13 @@ impl Model {
             Err(Refusal::KeyInFlight) => {
                 assert!(others.contains(&true), "KeyInFlight, though no other purchase used the key for this quantity");
             }
+            Err(Refusal::LimitExceeded { limit, held, ref orders }) => {
+                assert!(held + quantity > limit, "LimitExceeded for {quantity} more while holding {held} of {limit}");
+                let mine = self.orders_of_user.get(&user).map_or(&[][..], Vec::as_slice);
+                assert!(orders.iter().all(|order| mine.contains(order)), "{orders:?} are not all {user}'s: {mine:?}");
+                let named: u32 = orders.iter().map(|order| self.unit_count(*order)).sum();
+                assert!(named <= held, "the orders named hold {named} units, more than the {held} held");
+            }
             Err(_) => {}
         }
         self.answers.insert(request, outcome);

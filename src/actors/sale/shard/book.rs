@@ -47,14 +47,15 @@ pub struct Receipt {
 }
 
 /// Why a purchase was turned away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Nothing is left anywhere.
     SoldOut,
     /// Some units are left, fewer than asked for.
     InsufficientStock { available: u64 },
-    /// The user already holds `held` of at most `limit` units.
-    LimitExceeded { limit: u32, held: u32 },
+    /// The user already holds `held` of at most `limit` units, in `orders` (those recorded; one still being
+    /// recorded counts in `held` only). A buyer whose answer was lost learns here which order they hold.
+    LimitExceeded { limit: u32, held: u32, orders: HeldOrders },
     /// The journal could not record the reservation; nothing was taken.
     Unavailable,
     /// The purchase's Idempotency-Key names an earlier purchase of another quantity.
@@ -64,6 +65,9 @@ pub enum Refusal {
 }
 
 pub type Outcome = Result<Receipt, Refusal>;
+
+/// The orders that use up a buyer's limit: most limits are one or two units, which need no allocation.
+pub type HeldOrders = SmallVec<[OrderId; 2]>;
 
 /// What a buyer (or an admin) asks of an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -592,7 +596,7 @@ impl<R, A> ShardBook<R, A> {
         let units = request.quantity.get();
         let held = self.holdings.get(&request.user).copied().unwrap_or(0);
         if held + units > self.limit {
-            let refusal = Refusal::LimitExceeded { limit: self.limit, held };
+            let refusal = Refusal::LimitExceeded { limit: self.limit, held, orders: self.holding(request.user) };
             effects.push(Effect::Reply(request.reply, Err(refusal)));
         } else if self.available >= u64::from(units) {
             self.reserve(request, now, effects);
@@ -633,6 +637,13 @@ impl<R, A> ShardBook<R, A> {
     fn keep(&mut self, reservation: Arc<Reservation>, timeline: Timeline) {
         self.orders_by_user.entry(reservation.user_id).or_default().push(reservation.order_id);
         self.committed.insert(reservation.order_id, Held { reservation, timeline });
+    }
+
+    /// The recorded orders of `user` that still hold units.
+    fn holding(&self, user: UserId) -> HeldOrders {
+        let ids = self.orders_by_user.get(&user).map_or(&[][..], SmallVec::as_slice);
+        let holds = |id: &&OrderId| self.committed.get(id).is_some_and(|held| held.timeline.life().holds_units());
+        ids.iter().filter(holds).copied().collect()
     }
 
     /// The buyer's units count against their limit.

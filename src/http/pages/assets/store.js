@@ -149,6 +149,8 @@
       // (IDEMPOTENCY_KEY_IN_FLIGHT: the first try is still being recorded; the next click asks about it again.)
       const unknown = err.network || err.code === 'IDEMPOTENCY_KEY_IN_FLIGHT' || (err.status >= 500 && !/^SALE_/.test(err.code));
       if (!unknown) pendingKeys.delete(p.id);
+      // The orders that use up the limit (one whose answer was lost among them) belong in the list, to pay.
+      if (err.code === 'LIMIT_EXCEEDED') loadOrders();
       if (err.status === 401) sessionEnded();
       else say.error(err, unknown ? `No answer for ${p.name}; trying again is safe.` : `Couldn’t reserve ${p.name}.`);
     }
