@@ -33,7 +33,8 @@ async fn main() -> anyhow::Result<()> {
     let buyers: usize = std::env::var("SECKILL_BENCH_BUYERS").ok().and_then(|n| n.parse().ok()).unwrap_or(64);
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("storm.db").display());
-    let settings = Settings::load(None)?;
+    let secrets = [("secrets.dir".to_owned(), dir.path().join("secrets").display().to_string())];
+    let settings = Settings::load_with(None, &secrets)?;
     let db = Database::connect(&url, settings.database.pool_size, Duration::from_secs(5))?;
     db.migrate()?;
 

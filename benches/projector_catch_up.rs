@@ -27,7 +27,12 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("SECKILL_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("catch-up.db").display()));
     let config = std::env::var_os("SECKILL_BENCH_CONFIG").map(std::path::PathBuf::from);
-    let mut settings = Settings::load(config.as_deref())?;
+    // The secrets of a folder of the run's own: the bench serves nobody, and production draws none of its own.
+    let secrets = [
+        ("secrets.dir".to_owned(), dir.path().join("secrets").display().to_string()),
+        ("secrets.generate".to_owned(), "true".to_owned()),
+    ];
+    let mut settings = Settings::load_with(config.as_deref(), &secrets)?;
     settings.journal.kafka.topic = format!("{}-catch-up-{}", settings.journal.kafka.topic, uuid::Uuid::now_v7());
     let db = Database::connect(&url, settings.database.pool_size, Duration::from_secs(5))?;
     db.migrate()?;

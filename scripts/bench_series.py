@@ -58,6 +58,8 @@ def one_run(binary, args):
             SECKILL__SERVER__LISTEN=url.removeprefix("http://"),
             SECKILL__DATABASE__URL=f"sqlite://{folder / 'seckill.db'}",
             SECKILL__LOG__LEVEL="warn",
+            # Secrets of this run's own; the connection timeouts and caps stay at their defaults.
+            SECKILL__SECRETS__DIR=str(folder / "secrets"),
             # The rate limits stay on, set high enough not to refuse one client's 100,000 purchases.
             SECKILL__LIMITS__IP__PER_SECOND="10000000",
             SECKILL__LIMITS__IP__BURST="10000000",
@@ -68,6 +70,7 @@ def one_run(binary, args):
             wait_ready(url, server)
             report = folder / "report.json"
             bench = [binary, "bench", "--url", url, "--baseline", "--json", str(report),
+                     "--admin-password-file", str(folder / "secrets" / "admin-password"),
                      "--users", str(args.users), "--stock", str(args.stock), "--concurrency", str(args.concurrency)]
             if args.stock_subscribers:
                 bench += ["--stock-subscribers", str(args.stock_subscribers)]

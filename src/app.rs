@@ -10,10 +10,10 @@ use tokio::task::JoinHandle;
 
 use crate::accounts::{Accounts, AccountsError, HashPool};
 use crate::actors::{Engine, EngineError};
-use crate::config::{JournalBackend, PaymentProvider, Settings, SnapshotBackend};
+use crate::config::{ConfigError, JournalBackend, PaymentProvider, Settings, SnapshotBackend};
 use crate::domain::{PlainPassword, Timestamp, Username, WebhookKey};
 use crate::gateway::{PaymentGateway, SimulatedGateway, SimulatorKnobs};
-use crate::http::{self, AppState, LimitError, Live, Passes, RateLimits, Tokens};
+use crate::http::{self, AppState, ConnectionSettings, LimitError, Live, Passes, RateLimits, Tokens};
 use crate::persistence::{
     Database, DbError, Journal, JournalError, KafkaConfig, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal,
     SqlSnapshots,
@@ -37,6 +37,8 @@ pub enum StartError {
     Limits(#[from] LimitError),
     #[error("cannot start the live connections' runtime: {0}")]
     Live(std::io::Error),
+    #[error(transparent)]
+    Connections(ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -83,6 +85,7 @@ impl App {
             default_shards: settings.default_shards(),
             default_payment_window: settings.sale.payment_window_secs,
             body_limit: settings.server.body_limit_bytes,
+            body_timeout: Duration::from_millis(settings.server.body_timeout_ms),
             webhook,
             live: Arc::new(Live::new(&settings.live, closing.subscribe()).map_err(StartError::Live)?),
             limits: Arc::clone(&limits),
@@ -92,7 +95,8 @@ impl App {
         tokio::spawn(every(sweep_limits, closing.subscribe(), move || limits.sweep()));
         tokio::spawn(every(Duration::from_secs(1), closing.subscribe(), move || passes.sweep(Timestamp::now())));
         let (stop_serving, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve(listener, http::routes(state), async move {
+        let connections = within_descriptors(settings.server.connections().map_err(StartError::Connections)?);
+        let server = tokio::spawn(http::serve(listener, http::routes(state), connections, async move {
             let _ = stopped.await;
         }));
         tracing::info!(%addr, "seckill listening");
@@ -111,6 +115,37 @@ impl App {
         self.engine.shutdown().await;
         tracing::info!("seckill stopped");
     }
+}
+
+/// The connection caps, lowered to what the process may open: its file descriptor limit raised as far as the
+/// system lets it, less a reserve for the database, the broker, the snapshot store and the files. A cap above that
+/// would not hold: past the limit, accepting fails instead of refusing.
+fn within_descriptors(mut connections: ConnectionSettings) -> ConnectionSettings {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed, which lives for the calls.
+    let open = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return connections;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    };
+    let usable = open.saturating_sub((open / 10).max(256));
+    if connections.max_connections > usable {
+        tracing::warn!(
+            configured = connections.max_connections,
+            allowed = usable,
+            open_files = open,
+            "server.max_connections lowered to what the file descriptor limit allows"
+        );
+        connections.max_connections = usable;
+    }
+    connections
 }
 
 /// Runs `work` every `period` until `closing`: the sweeps of what the edge remembers per client.

@@ -4,14 +4,15 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use warp::http::HeaderValue;
 
 use crate::actors::{BackoffPolicy, EngineSettings, SnapshotPolicy, StockPace};
 use crate::domain::{PaymentWindow, ShardCount};
-use crate::http::{Limit, LimitSettings};
+use crate::http::{ConnectionSettings, Limit, LimitSettings};
 use crate::persistence::KafkaConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +30,7 @@ pub struct Settings {
     pub limits: LimitsSettings,
     pub auth: AuthSettings,
     pub admin: AdminSettings,
+    pub secrets: SecretsSettings,
     pub log: LogSettings,
 }
 
@@ -36,6 +38,29 @@ pub struct Settings {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub body_limit_bytes: u64,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Origins whose pages may call the API from a browser; empty: none but the service's own.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+}
+
+impl ServerSettings {
+    pub fn connections(&self) -> Result<ConnectionSettings, ConfigError> {
+        let origin = |origin: &String| {
+            let url = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+            let value = HeaderValue::from_str(origin).ok().filter(|_| url.is_some_and(|host| !host.is_empty()));
+            value.ok_or_else(|| ConfigError(format!("server.cors_origins: {origin:?} is not an origin")))
+        };
+        Ok(ConnectionSettings {
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            cors_origins: self.cors_origins.iter().map(origin).collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +205,7 @@ pub struct SupervisionSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentSettings {
     pub provider: PaymentProvider,
+    #[serde(default)]
     pub webhook_secret: Secret,
     pub webhook_tolerance_secs: u64,
     pub attempts: u32,
@@ -227,6 +253,7 @@ impl CompensationSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
+    #[serde(default)]
     pub jwt_secret: Secret,
     pub token_ttl_secs: u64,
     /// Password hashing threads; 0 means a quarter of the cores (at least one).
@@ -247,7 +274,16 @@ impl AuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct AdminSettings {
     pub username: String,
+    /// The admin account's password when it is created; never applied to an account that exists.
+    #[serde(default)]
     pub password: Secret,
+}
+
+/// Secrets the configuration leaves unset: drawn and kept in `dir` (the embedded default), or refused (production).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecretsSettings {
+    pub dir: PathBuf,
+    pub generate: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,8 +299,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A value that must never reach a log: `Debug` prints `<redacted>`.
-#[derive(Clone, Deserialize)]
+/// A value that must never reach a log: `Debug` prints `<redacted>`. Empty means not set.
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -306,10 +342,12 @@ impl Settings {
         for (key, value) in overrides {
             builder = builder.set_override(key.as_str(), value.as_str()).map_err(|err| ConfigError(err.to_string()))?;
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|err| ConfigError(format!("{}: {err}", path.display())))?;
+        settings.fill_secrets()?;
+        settings.server.connections()?;
         if settings.auth.jwt_secret.expose().len() < 32 {
             return Err(ConfigError("auth.jwt_secret must be at least 32 characters".into()));
         }
@@ -318,6 +356,56 @@ impl Settings {
         }
         settings.compensation.retry_waits()?;
         Ok(settings)
+    }
+
+    /// Every secret left unset drawn and kept in `secrets.dir`, or, where the configuration draws none, a refusal
+    /// naming each variable to set. A freshly drawn admin password is printed, this once, for whoever started the
+    /// service; it stays in its file for the README's walk-through and for the next start.
+    fn fill_secrets(&mut self) -> Result<(), ConfigError> {
+        let generate = self.secrets.generate;
+        let dir = self.secrets.dir.clone();
+        // (key, file, what it must be, random bytes drawn, whether to print it, the setting)
+        let wanted = [
+            ("auth.jwt_secret", "jwt-secret", "32+ characters", 32, false, &mut self.auth.jwt_secret),
+            (
+                "payments.webhook_secret",
+                "webhook-secret",
+                "32+ characters, shared with the payment provider",
+                32,
+                false,
+                &mut self.payments.webhook_secret,
+            ),
+            ("admin.password", "admin-password", "the admin's first password", 18, true, &mut self.admin.password),
+        ];
+        let mut missing = Vec::new();
+        for (key, file, rule, bytes, print, secret) in wanted {
+            if !secret.0.is_empty() {
+                continue;
+            }
+            if !generate {
+                missing.push(format!("{} ({rule})", Self::env_var(key)));
+                continue;
+            }
+            let (value, origin) =
+                crate::secrets::kept(&dir, file, bytes).map_err(|err| ConfigError(format!("{key}: {err}")))?;
+            if print && origin == crate::secrets::Origin::Drawn {
+                eprintln!(
+                    "seckill: drew a password for the admin account {:?}: {value}\n\
+                     seckill: it is kept in {} (readable by you only) and printed this once",
+                    self.admin.username,
+                    dir.join(file).display()
+                );
+            }
+            secret.0 = value;
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(format!(
+                "this configuration draws no secrets of its own (secrets.generate = false); set {}",
+                missing.join(", ")
+            )))
+        }
     }
 
     /// The environment variable that sets dotted `key`: `journal.kafka.topic` → `SECKILL__JOURNAL__KAFKA__TOPIC`.
@@ -371,9 +459,17 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// `load_with`, drawing whatever secrets it needs into a folder of the test's own, not the checkout's `data/`.
+    fn load(path: Option<&Path>, overrides: &[(String, String)]) -> Result<Settings, ConfigError> {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let mut all = vec![("secrets.dir".to_owned(), folder.path().display().to_string())];
+        all.extend_from_slice(overrides);
+        Settings::load_with(path, &all)
+    }
+
     #[test]
     fn default_file_loads_and_hides_secrets() {
-        let settings = Settings::load(None).expect("config/default.toml loads");
+        let settings = load(None, &[]).expect("config/default.toml loads");
         assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
         let printed = format!("{settings:?}");
         assert!(!printed.contains(settings.auth.jwt_secret.expose()));
@@ -391,7 +487,7 @@ mod tests {
     #[test]
     fn overrides_use_the_environment_variables_names() {
         let topic = ("journal.kafka.topic".to_owned(), "elsewhere".to_owned());
-        let settings = Settings::load_with(None, &[topic]).expect("loads with an override");
+        let settings = load(None, &[topic]).expect("loads with an override");
         assert_eq!(settings.journal.kafka.topic, "elsewhere");
         assert_eq!(Settings::env_var("journal.kafka.topic"), "SECKILL__JOURNAL__KAFKA__TOPIC");
 
@@ -399,24 +495,35 @@ mod tests {
         let var = Settings::env_var(key);
         assert_eq!(var, "SECKILL__SALE__PURCHASE_TIMEOUT_MS");
         let outside = std::env::var_os(&var);
-        let before = Settings::load(None).expect("loads").sale.purchase_timeout_ms;
+        let before = load(None, &[]).expect("loads").sale.purchase_timeout_ms;
         assert_ne!(before, 1234, "the file does not already say what the variable will");
         std::env::set_var(&var, "1234");
-        let from_env = Settings::load(None).map(|settings| settings.sale.purchase_timeout_ms);
-        let overridden = Settings::load_with(None, &[(key.to_owned(), "4321".to_owned())])
-            .map(|settings| settings.sale.purchase_timeout_ms);
+        let from_env = load(None, &[]).map(|settings| settings.sale.purchase_timeout_ms);
+        let overridden =
+            load(None, &[(key.to_owned(), "4321".to_owned())]).map(|settings| settings.sale.purchase_timeout_ms);
         match outside {
             Some(value) => std::env::set_var(&var, value),
             None => std::env::remove_var(&var),
         }
         assert_eq!(from_env.expect("loads with the variable set"), 1234, "{var} goes over the file");
         assert_eq!(overridden.expect("loads with an override"), 4321, "an override goes over {var}");
-        assert_eq!(Settings::load(None).expect("loads").sale.purchase_timeout_ms, before, "{var} is as before");
+        assert_eq!(load(None, &[]).expect("loads").sale.purchase_timeout_ms, before, "{var} is as before");
     }
 
     #[test]
     fn production_file_wires_postgres_redis_and_kafka() {
-        let settings = Settings::load(Some(Path::new("config/production.toml"))).expect("production.toml loads");
+        let production = Some(Path::new("config/production.toml"));
+        let refused = load(production, &[]).expect_err("production draws no secrets").to_string();
+        for variable in ["SECKILL__AUTH__JWT_SECRET", "SECKILL__ADMIN__PASSWORD", "SECKILL__PAYMENTS__WEBHOOK_SECRET"] {
+            assert!(refused.contains(variable), "the refusal names {variable}: {refused}");
+        }
+        let secrets = [
+            ("auth.jwt_secret", "a-jwt-secret-of-thirty-two-characters-or-more"),
+            ("admin.password", "an admin password"),
+            ("payments.webhook_secret", "a-webhook-secret-of-thirty-two-characters-or-more"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let settings = load(production, &secrets).expect("production.toml loads with its secrets set");
         assert!(settings.database.url.expose().starts_with("postgres://"));
         assert_eq!(settings.snapshots.store, SnapshotBackend::Redis);
         assert_eq!(settings.journal.backend, JournalBackend::Kafka);

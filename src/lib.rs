@@ -12,4 +12,5 @@ pub mod domain;
 pub mod gateway;
 pub mod http;
 pub mod persistence;
+pub mod secrets;
 pub mod telemetry;

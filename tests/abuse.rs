@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{start_with, Backend, Scratch, TestApp};
+use common::{start_with, Backend, Scratch, TestApp, ADMIN_PASSWORD};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use seckill::http::Limit;
@@ -168,7 +168,7 @@ async fn a_login_flood_leaves_the_crowd_buying_as_before() {
     assert_eq!(busy + wrong, flood_told.len(), "nothing but 401 and 503 LOGIN_BUSY");
     assert!(wrong > 0, "some wrong passwords were checked");
     assert_eq!((alone.accepted(), beside.accepted()), (CROWD, CROWD), "every buyer of the crowd got their unit");
-    let admin = app.login("admin", "admin-dev-password").await;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
     assert!(!admin.is_empty(), "the right password still logs in once the flood stops");
     app.stop().await;
 }
@@ -212,6 +212,6 @@ async fn logins_past_the_hashing_queue_are_refused_at_once() {
         assert_eq!((answer.code(), answer.content_type.as_str()), ("LOGIN_BUSY", "application/problem+json"));
         assert!(answer.retry_after_secs() >= Duration::from_secs(1));
     }
-    assert!(!app.login("admin", "admin-dev-password").await.is_empty(), "a login once the rush is over works");
+    assert!(!app.login("admin", ADMIN_PASSWORD).await.is_empty(), "a login once the rush is over works");
     app.stop().await;
 }

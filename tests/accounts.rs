@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{spawn_app, start_on, Api, Backend, TestApp};
+use common::{spawn_app, start_on, Api, Backend, TestApp, ADMIN_PASSWORD};
 use reqwest::StatusCode;
 use seckill::domain::Timestamp;
 use serde_json::{json, Value};
@@ -75,7 +75,7 @@ async fn a_new_password_or_a_revocation_cuts_off_every_earlier_token(backend: Ba
 
     // The admin, too: by a password change, then by revoking its own tokens.
     let admin = app.admin_token.clone();
-    let (status, body) = change_password(&app, &admin, "admin-dev-password", "admin-new-password").await;
+    let (status, body) = change_password(&app, &admin, ADMIN_PASSWORD, "admin-new-password").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(my_orders(&app, &admin).await.0, StatusCode::UNAUTHORIZED, "the admin's old token");
     let admin = app.login("admin", "admin-new-password").await;
@@ -202,7 +202,7 @@ async fn the_blacklist_refuses_at_once_lifts_at_once_and_survives_a_restart() {
         .send(
             app.client
                 .post(app.url("/api/v1/auth/login"))
-                .json(&json!({"username": "admin", "password": "admin-dev-password"})),
+                .json(&json!({"username": "admin", "password": ADMIN_PASSWORD})),
         )
         .await;
     assert_eq!((login.status, login.code()), (StatusCode::FORBIDDEN, "BLACKLISTED"));

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, free_port, spawn_app, Backend, Server, TestApp};
+use common::{eventually, free_port, spawn_app, Backend, Server, TestApp, ADMIN_PASSWORD};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures::future::join_all;
@@ -166,7 +166,7 @@ async fn an_admin_sees_the_actor_tree_and_a_shards_stock_fall_while_a_crowd_buys
     let browser = Browser::open("admin").await;
     browser.client.goto(&app.url("/admin")).await.expect("the admin page opens");
     browser.fill("#username", "admin").await;
-    browser.fill("#password", "admin-dev-password").await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
     browser.click("#login-button").await;
 
     browser.find("#actor-tree [data-kind=\"root\"]").await;

@@ -281,7 +281,7 @@ const PAYMENTS: usize = 200;
 /// A signed callback that the charge of `order` (of `user`) succeeded, sent as the provider would; `None` if the
 /// kill took its answer away.
 async fn late_money(api: &Api, product: i64, order: &str, user: i64) -> Option<StatusCode> {
-    let key = seckill::domain::WebhookKey::new(WEBHOOK_SECRET, Duration::from_secs(300));
+    let key = seckill::domain::WebhookKey::new(common::WEBHOOK_SECRET, Duration::from_secs(300));
     let body = serde_json::json!({
         "order_id": order, "product_id": product, "user_id": user, "amount_cents": 49_900, "result": "succeeded",
     });
@@ -289,9 +289,6 @@ async fn late_money(api: &Api, product: i64, order: &str, user: i64) -> Option<S
     let request = request.timeout(Duration::from_secs(10));
     request.send().await.ok().map(|response| response.status())
 }
-
-/// The secret `config/default.toml` shares with the payment provider.
-const WEBHOOK_SECRET: &str = "development-only-webhook-secret-change-me-0123";
 
 /// Half the buyers pay (the provider answering slowly), the other half let their windows run out, and money arrives
 /// late for a quarter of them; the kill lands while refunds are under way. After the restart every order ends one

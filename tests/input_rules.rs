@@ -1,6 +1,7 @@
 //! The input rules over real HTTP, each refusal a 400 problem that changes nothing: ids only in canonical decimal,
 //! product names without control characters, sales whose window has already ended, and bulk accounts whose names
-//! would break the registration rule. And `HEAD` answers every `GET` route as `GET` does, without the body.
+//! would break the registration rule; bodies nested too deep, too large or too slow. And `HEAD` answers every `GET`
+//! route as `GET` does, without the body; every answer carries the security headers, and CORS is as configured.
 
 mod common;
 
@@ -129,4 +130,89 @@ async fn a_buyer_past_the_limit_is_told_which_orders_use_it_up() {
     assert_eq!((again.body["limit"].as_u64(), again.body["held"].as_u64()), (Some(1), Some(1)));
     assert_eq!(app.admin_view(product).await["reserved"], 1, "one unit, the first purchase's");
     app.stop().await;
+}
+
+/// A body nested too deep, too large, or too slow is refused, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_too_deep_too_large_or_too_slow_are_refused_and_change_nothing() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let products = || async { app.send(app.client.get(app.url("/api/v1/products"))).await.body };
+    let before: Value = products().await;
+    let create = |body: String| {
+        app.client
+            .post(app.url("/api/v1/admin/products"))
+            .bearer_auth(&app.admin_token)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let deep = format!(r#"{{"name":"Deep","price_cents":1,"stock":1,"x":{}{}}}"#, "[".repeat(40), "]".repeat(40));
+    let answer = app.send(create(deep)).await;
+    assert_eq!((answer.status, answer.code()), (StatusCode::BAD_REQUEST, "JSON_TOO_DEEP"), "{}", answer.body);
+    let large = format!(r#"{{"name":"{}","price_cents":1,"stock":1}}"#, "n".repeat(20_000));
+    let answer = app.send(create(large)).await;
+    assert_eq!((answer.status, answer.code()), (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"));
+
+    let slow = slow_body(&app.base, &app.admin_token).await;
+    assert!(slow.starts_with("HTTP/1.1 408"), "a body that does not arrive is timed out: {slow:.200}");
+    assert!(slow.contains("BODY_TIMEOUT") && slow.contains("application/problem+json"), "{slow}");
+    assert_eq!(products().await, before, "no sale was created");
+    app.stop().await;
+}
+
+/// Sends the head of a product creation and a tenth of its body, then waits for the answer.
+async fn slow_body(base: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/admin/products HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the service answers and closes the connection");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Every answer carries the headers that keep it from being framed, sniffed or leaking the page it came from, and
+/// the API is closed to other sites' pages unless their origin is configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_security_headers_and_cors_follows_the_configuration() {
+    let shop = "https://shop.example";
+    let app = common::start_with(common::Scratch::new(Backend::Sqlite), |settings| {
+        settings.server.cors_origins = vec![shop.to_owned()];
+    })
+    .await;
+    for path in ["/api/v1/products", "/", "/api/v1/products/999999", "/healthz"] {
+        let answer = app.client.get(app.url(path)).send().await.expect("answers");
+        let header = |name: &str| answer.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert!(header("content-security-policy").contains("frame-ancestors 'none'"), "{path}");
+    }
+
+    let preflight = |origin: &str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/products/1/purchase"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, idempotency-key")
+            .send()
+    };
+    let allowed = preflight(shop).await.expect("answers");
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some(shop));
+    let other = preflight("https://evil.example").await.expect("answers");
+    assert!(other.headers().get("access-control-allow-origin").is_none(), "an origin not listed is not allowed");
+    let own = app.client.get(app.url("/api/v1/products")).header("origin", &app.base).send().await.expect("answers");
+    assert_eq!(own.status(), StatusCode::OK, "the service's own pages are served whatever the list says");
+    app.stop().await;
+
+    let closed = spawn_app(Backend::Sqlite).await;
+    let answer =
+        closed.client.get(closed.url("/api/v1/products")).header("origin", shop).send().await.expect("answers");
+    assert_eq!(answer.status(), StatusCode::OK, "same-origin use is unaffected");
+    assert!(answer.headers().get("access-control-allow-origin").is_none(), "no origin allowed unless configured");
+    closed.stop().await;
 }

@@ -8,16 +8,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, start_with, Backend, Scratch, TestApp};
+use common::{eventually, start_with, Backend, Scratch, TestApp, WEBHOOK_SECRET};
 use reqwest::StatusCode;
 use seckill::domain::{Timestamp, WebhookKey};
 use serde_json::{json, Value};
 
-/// The secret `config/default.toml` shares with the provider.
-const SECRET: &str = "development-only-webhook-secret-change-me-0123";
-
+/// The key the provider signs its callbacks with: the secret the test's service shares with it.
 fn provider_key() -> WebhookKey {
-    WebhookKey::new(SECRET, Duration::from_secs(300))
+    WebhookKey::new(WEBHOOK_SECRET, Duration::from_secs(300))
 }
 
 /// The service with payment retries and compensation waits in milliseconds.

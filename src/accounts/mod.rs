@@ -42,6 +42,8 @@ pub enum AccountsError {
     Hashing(#[from] HashError),
     #[error(transparent)]
     Blacklisted(#[from] Blacklisted),
+    #[error("the account {0:?} exists and is not an admin; name another admin in admin.username")]
+    NotAdmin(String),
 }
 
 /// Who logged in, and the token version to issue their token with.
@@ -63,8 +65,10 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Makes sure `admin` exists, is an admin, and logs in with `password` (created, or its password and role reset
-    /// if they differ, which revokes its earlier tokens), loads every account and ban, and prepares the login decoy.
+    /// Creates the admin account `admin` with `password` if there is none, loads every account and ban, and prepares
+    /// the login decoy. An admin that exists keeps its password whatever `password` says (a start that changed it
+    /// would change it silently, behind the back of whoever changed it last); a customer of that name stops the
+    /// start.
     pub async fn bootstrap(
         db: Database,
         hashing: HashPool,
@@ -74,16 +78,17 @@ impl Accounts {
         let decoy = PlainPassword::try_from(Alphanumeric.sample_string(&mut rand::rng(), 32))
             .expect("32 alphanumerics are a valid password");
         let decoy_hash = hashing.run(move || PasswordHash::of(&decoy)).await?;
-        let current = db.account(admin.clone()).await?;
-        let stored = current.filter(|account| account.role == Role::Admin).and_then(|account| account.password_hash);
-        let candidate = password.clone();
-        let up_to_date = match stored {
-            Some(stored) => hashing.run(move || stored.verify(&candidate)).await?,
-            None => false,
-        };
-        if !up_to_date {
-            let hash = hashing.run(move || PasswordHash::of(&password)).await?;
-            db.ensure_admin(admin, hash).await?;
+        match db.account(admin.clone()).await? {
+            None => {
+                let hash = hashing.run(move || PasswordHash::of(&password)).await?;
+                db.create_account(admin, hash, Role::Admin).await?;
+            }
+            Some(account) if account.role != Role::Admin => {
+                return Err(AccountsError::NotAdmin(admin.as_str().to_owned()))
+            }
+            Some(_) => {
+                tracing::info!(admin = admin.as_str(), "the admin account exists; its password is left as it is")
+            }
         }
         let cache = AccountCache::new(db.standings().await?, db.bans(Timestamp::now()).await?);
         Ok(Self { db, cache, hashing, decoy_hash })
@@ -288,24 +293,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bootstrap_makes_the_admin_and_a_new_password_revokes_its_tokens() {
+    async fn bootstrap_makes_the_admin_once_and_never_resets_its_password() {
         let (_dir, db) = database();
         let first = Accounts::bootstrap(db.clone(), pool(), name("admin"), password("first-password")).await.unwrap();
         let admin = first.login(name("admin"), password("first-password")).await.unwrap();
         assert_eq!(admin.role, Role::Admin);
 
-        let same = Accounts::bootstrap(db.clone(), pool(), name("admin"), password("first-password")).await.unwrap();
-        let again = same.login(name("admin"), password("first-password")).await.unwrap();
-        assert_eq!(again, admin, "the same password keeps the admin's tokens");
+        let second = Accounts::bootstrap(db.clone(), pool(), name("admin"), password("second-password")).await.unwrap();
+        let again = second.login(name("admin"), password("first-password")).await.unwrap();
+        assert_eq!(again, admin, "the admin keeps its password and its tokens");
+        assert_eq!(second.cache().recognise(admin.user, Role::Admin, admin.token_version), Ok(None));
+        let other = second.login(name("admin"), password("second-password")).await;
+        assert!(matches!(other, Err(AccountsError::InvalidCredentials)), "{other:?}");
 
-        let second = Accounts::bootstrap(db, pool(), name("admin"), password("second-password")).await.unwrap();
-        let changed = second.login(name("admin"), password("second-password")).await.unwrap();
-        assert_eq!((changed.user, changed.role), (admin.user, Role::Admin));
-        assert!(changed.token_version > admin.token_version, "the old password's tokens are revoked");
-        let stale = second.cache().recognise(admin.user, Role::Admin, admin.token_version);
-        assert_eq!(stale, Err(Unrecognised::Revoked));
-        let old = second.login(name("admin"), password("first-password")).await;
-        assert!(matches!(old, Err(AccountsError::InvalidCredentials)), "{old:?}");
+        second.register(name("root"), password("customer-pass")).await.unwrap();
+        let customer = Accounts::bootstrap(db, pool(), name("root"), password("any-password")).await;
+        assert!(matches!(customer, Err(AccountsError::NotAdmin(_))), "a customer is never made admin at start");
     }
 
     #[tokio::test]

@@ -66,9 +66,13 @@ pub struct BenchArgs {
     /// Admin account that creates the sale and the buyers.
     #[arg(long, default_value = "admin")]
     admin_user: String,
-    /// Password of the admin account.
-    #[arg(long, env = "SECKILL_BENCH_ADMIN_PASSWORD", default_value = "admin-dev-password", hide_env_values = true)]
-    admin_password: String,
+    /// Password of the admin account (default: the one the service drew into its data folder, read from
+    /// `--admin-password-file`).
+    #[arg(long, env = "SECKILL_BENCH_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Where the service on the embedded default keeps the admin's password it drew at its first start.
+    #[arg(long, default_value = "data/secrets/admin-password")]
+    admin_password_file: std::path::PathBuf,
     /// Units on sale.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     stock: u64,
@@ -115,7 +119,14 @@ fn fraction(text: &str) -> Result<f64, String> {
 
 /// Runs the bench; fails (after printing the report) if the projector never caught up or a unit went astray.
 pub async fn run(args: BenchArgs) -> Result<()> {
-    let api = Api::login(http_client()?, &args.url, &args.admin_user, &args.admin_password).await?;
+    let password = match &args.admin_password {
+        Some(password) => password.clone(),
+        None => std::fs::read_to_string(&args.admin_password_file)
+            .with_context(|| format!("reading the admin's password from {}", args.admin_password_file.display()))?
+            .trim_end()
+            .to_owned(),
+    };
+    let api = Api::login(http_client()?, &args.url, &args.admin_user, &password).await?;
     let product = api.create_product(&new_product(&args)).await?;
     let buyers = prepare_buyers(&api, args.users).await?;
     let tokens: HashMap<i64, String> = match args.pay {

@@ -16,12 +16,15 @@ mod passes;
 mod payments;
 mod problem;
 mod sales;
+mod server;
 mod websocket;
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -32,6 +35,7 @@ pub use limits::{Limit, LimitError, LimitSettings, RateLimits};
 pub use live::Live;
 pub use passes::Passes;
 pub use problem::Problem;
+pub use server::{serve, ClientAddr, ConnectionSettings};
 
 use crate::accounts::Accounts;
 use crate::actors::Engine;
@@ -46,6 +50,8 @@ pub struct AppState {
     pub default_shards: ShardCount,
     pub default_payment_window: PaymentWindow,
     pub body_limit: u64,
+    /// The longest a request's body may take to arrive.
+    pub body_timeout: Duration,
     /// The secret shared with the payment provider, for its callbacks.
     pub webhook: Arc<WebhookKey>,
     pub live: Arc<Live>,
@@ -68,7 +74,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let callback = api.and(warp::path!("payments" / "callback")).and(callback_route(state.clone()));
     let admin = api.and(warp::path("admin")).and(admin_routes(state.clone()));
     let live = live_routes(state);
-    ops.or(products)
+    let served = ops
+        .or(products)
         .unify()
         .or(orders)
         .unify()
@@ -82,9 +89,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(page_routes())
         .unify()
-        .recover(problem::recover)
-        .unify()
-        .boxed()
+        .boxed();
+    served.recover(problem::recover).unify().boxed()
 }
 
 fn ops_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
@@ -120,7 +126,7 @@ fn page_routes() -> BoxedFilter<(Response,)> {
 }
 
 fn auth_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let client = warp::addr::remote().map(|client: Option<std::net::SocketAddr>| client.map(|client| client.ip()));
+    let client = client().map(|client: Option<SocketAddr>| client.map(|client| client.ip()));
     let register = warp::path!("register")
         .and(warp::post())
         .and(with(state.clone()))
@@ -148,18 +154,17 @@ fn product_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with(state.clone()))
         .and(caller.clone())
-        .and(warp::addr::remote())
+        .and(client())
         .and(warp::header::optional::<String>("idempotency-key"))
         .and(warp::header::optional::<String>("seckill-token"))
-        .and(warp::body::content_length_limit(state.body_limit))
-        .and(warp::body::bytes())
+        .and(bytes(&state))
         .then(|id, state, caller, client, key, pass, body| sales::purchase(state, id, caller, client, key, pass, body))
         .map(respond);
     let token = warp::path!(String / "token")
         .and(warp::post())
         .and(with(state.clone()))
         .and(caller)
-        .and(warp::addr::remote())
+        .and(client())
         .then(|id, state, caller, client| sales::seckill_token(state, id, caller, client))
         .map(respond);
     purchase.or(show).unify().or(list).unify().or(token).unify().boxed()
@@ -194,8 +199,7 @@ fn callback_route(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(with(state.clone()))
         .and(warp::header::optional::<String>("seckill-timestamp"))
         .and(warp::header::optional::<String>("seckill-signature"))
-        .and(warp::body::content_length_limit(state.body_limit))
-        .and(warp::body::bytes())
+        .and(bytes(&state))
         .then(payments::callback)
         .map(respond)
         .boxed()
@@ -422,15 +426,6 @@ fn control_admin_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     restock.or(window).unify().or(preheat).unify().or(global).unify().or(set_global).unify().map(respond).boxed()
 }
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then lets open requests finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    routes: BoxedFilter<(Response,)>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    warp::serve(routes).incoming(listener).graceful(shutdown).run().await;
-}
-
 /// `GET`, or `HEAD` for the same answer without its body (hyper sends the headers only).
 fn read() -> impl Filter<Extract = (), Error = Rejection> + Copy {
     warp::get().or(warp::head()).unify()
@@ -440,11 +435,22 @@ fn with(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error =
     warp::any().map(move || Arc::clone(&state))
 }
 
+/// The client's address, which the listener puts on every request.
+fn client() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Copy {
+    warp::ext::optional::<ClientAddr>().map(|client: Option<ClientAddr>| client.map(|ClientAddr(addr)| addr))
+}
+
+/// A body of at most the configured size, all of it within the configured time (413 and 408 otherwise).
+fn bytes(state: &AppState) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    let within = state.body_timeout;
+    warp::body::content_length_limit(state.body_limit)
+        .and(warp::body::stream())
+        .and_then(move |body| async move { extract::bytes(body, within).await.map_err(warp::reject::custom) })
+}
+
 /// A JSON body of at most the configured size, parsed into `T` (400 with the reason otherwise).
 fn body<T: DeserializeOwned + Send>(state: &AppState) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(state.body_limit)
-        .and(warp::body::bytes())
-        .and_then(|bytes| async move { extract::json::<T>(&bytes).map_err(warp::reject::custom) })
+    bytes(state).and_then(|bytes| async move { extract::json::<T>(&bytes).map_err(warp::reject::custom) })
 }
 
 fn respond(result: Result<Response, Problem>) -> Response {

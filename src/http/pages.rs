@@ -1,10 +1,9 @@
 //! The storefront (`/`) and the admin page (`/admin`): small static pages, compiled into the binary so that a
 //! machine that reaches nothing else still serves them, and no build step stands between a checkout and a page.
-//! They speak only to this service's own API and WebSockets, which the content security policy holds them to.
+//! They speak only to this service's own API and WebSockets, which the content security policy holds them to (the
+//! listener adds the headers every answer carries).
 
-use warp::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
-};
+use warp::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::Reply;
@@ -55,8 +54,6 @@ fn serve(asset: &Asset) -> Response {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     // The pages change with the binary, which a browser cannot know: it asks again, cheaply, each time.
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     if asset.content_type == HTML {
         headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
     }

@@ -63,6 +63,11 @@ impl Problem {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", detail).retry_after(1)
     }
 
+    /// The stable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);
         self
@@ -180,7 +185,9 @@ impl From<AccountsError> for Problem {
                 "too many logins at once; try again shortly",
             )
             .retry_after(1),
-            AccountsError::Database(_) | AccountsError::Hashing(HashError::Failed) => Problem::backend(&err),
+            AccountsError::Database(_) | AccountsError::Hashing(HashError::Failed) | AccountsError::NotAdmin(_) => {
+                Problem::backend(&err)
+            }
         }
     }
 }
@@ -200,6 +207,10 @@ impl From<Blacklisted> for Problem {
 /// Turns whatever warp rejected into a problem response.
 pub async fn recover(rejection: Rejection) -> Result<Response, std::convert::Infallible> {
     let problem = if let Some(problem) = rejection.find::<Problem>() {
+        if problem.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still come: this connection carries nothing more.
+            return Ok(closing(problem.clone()));
+        }
         problem.clone()
     } else if rejection.is_not_found() {
         Problem::not_found("no such resource")

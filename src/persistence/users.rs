@@ -110,33 +110,6 @@ impl Database {
         .await
     }
 
-    /// Makes sure the configured admin exists with this password, creating it or updating it (which raises its
-    /// token version: the tokens issued under the old password stop working).
-    pub async fn ensure_admin(&self, name: Username, hash: PasswordHash) -> Result<UserId, DbError> {
-        self.write(move |conn| {
-            let updated = diesel::update(users::table.filter(users::username.eq(name.as_str())))
-                .set((
-                    users::password_hash.eq(Some(hash.as_str())),
-                    users::role.eq(Role::Admin.as_str()),
-                    users::token_version.eq(users::token_version + 1),
-                ))
-                .execute(conn)?;
-            if updated == 0 {
-                diesel::insert_into(users::table)
-                    .values((
-                        users::username.eq(name.as_str()),
-                        users::password_hash.eq(Some(hash.as_str())),
-                        users::role.eq(Role::Admin.as_str()),
-                        users::created_at.eq(Timestamp::now().millis()),
-                    ))
-                    .execute(conn)?;
-            }
-            let id: i64 = users::table.filter(users::username.eq(name.as_str())).select(users::id).first(conn)?;
-            user_id(id)
-        })
-        .await
-    }
-
     /// Creates customer accounts `{prefix}-1` … `{prefix}-{count}` that cannot log in, in one transaction, and
     /// returns their ids in that order. For load tests, which must not spend their time in argon2.
     pub async fn create_accounts(&self, prefix: Username, count: usize) -> Result<Vec<UserId>, DbError> {

@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use super::wait::eventually_every;
+use super::ADMIN_PASSWORD;
 
 /// A client of a running service, logged in as the admin.
 pub struct Api {
@@ -42,7 +43,7 @@ impl Api {
     pub async fn connect(base: String) -> Self {
         let client = reqwest::Client::builder().pool_max_idle_per_host(4096).build().expect("client");
         let mut api = Api { base, client, admin_token: String::new() };
-        api.admin_token = api.login("admin", "admin-dev-password").await;
+        api.admin_token = api.login("admin", ADMIN_PASSWORD).await;
         api
     }
 

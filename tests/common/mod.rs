@@ -23,6 +23,11 @@ pub use wait::{eventually, eventually_every, poll, Probe};
 use seckill::app::App;
 use seckill::config::Settings;
 
+/// The admin's password in every test's service (set in its settings: the configuration files carry none).
+pub const ADMIN_PASSWORD: &str = "admin-test-password";
+/// The secret every test's service shares with the payment provider, so a test can sign the provider's callbacks.
+pub const WEBHOOK_SECRET: &str = "test-only-webhook-secret-of-thirty-two-characters";
+
 /// Declares one `#[tokio::test]` per backend for an `async fn scenario(Backend)`.
 #[macro_export]
 macro_rules! on_every_backend {

@@ -30,6 +30,8 @@ pub struct Scratch {
     pub url: String,
     overrides: Vec<(String, String)>,
     dir: Option<tempfile::TempDir>,
+    /// The data folder's secrets: the JWT and webhook secrets every service on this scratch draws and shares.
+    secrets: tempfile::TempDir,
     postgres_name: Option<String>,
 }
 
@@ -39,7 +41,7 @@ impl Scratch {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("seckill.db").display());
-                Self { url, overrides: Vec::new(), dir: Some(dir), postgres_name: None }
+                Self::on(url, Some(dir), None)
             }
             Backend::Postgres | Backend::Production => {
                 let admin_url = postgres_admin_url();
@@ -48,7 +50,7 @@ impl Scratch {
                     .unwrap_or_else(|err| panic!("PostgreSQL is required at {admin_url} (start it first): {err}"));
                 diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
                 let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-                Self { url: format!("{base}/{name}"), overrides: Vec::new(), dir: None, postgres_name: Some(name) }
+                Self::on(format!("{base}/{name}"), None, Some(name))
             }
         };
         if backend == Backend::Production {
@@ -72,7 +74,21 @@ impl Scratch {
 
     /// A database someone else created and will clean up.
     pub fn existing(url: String) -> Self {
-        Self { url, overrides: Vec::new(), dir: None, postgres_name: None }
+        Self::on(url, None, None)
+    }
+
+    /// Settings every test shares: the admin's password and the webhook secret, a secrets folder of the scratch's
+    /// own (for the JWT secret it draws), and no cap on
+    /// connections from one address (every test's clients are on 127.0.0.1; the cap has a test of its own).
+    fn on(url: String, dir: Option<tempfile::TempDir>, postgres_name: Option<String>) -> Self {
+        let secrets = tempfile::tempdir().expect("temp dir");
+        let mut scratch = Self { url, overrides: Vec::new(), dir, secrets, postgres_name };
+        let folder = scratch.secrets.path().display().to_string();
+        scratch.set("secrets.dir", &folder);
+        scratch.set("admin.password", super::ADMIN_PASSWORD);
+        scratch.set("payments.webhook_secret", super::WEBHOOK_SECRET);
+        scratch.set("server.max_connections_per_ip", "1000000");
+        scratch
     }
 
     /// Sets dotted `key` for every service started on this scratch.
