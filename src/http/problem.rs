@@ -149,7 +149,8 @@ impl From<OrderStepError> for Problem {
         match err {
             OrderStepError::NotFound => Problem::not_found("no such order"),
             OrderStepError::Conflict(status) => {
-                Problem::new(StatusCode::CONFLICT, "ORDER_STATUS_CONFLICT", err.to_string()).with("status", status)
+                Problem::new(StatusCode::CONFLICT, "ORDER_STATUS_CONFLICT", err.to_string())
+                    .with("order_status", status)
             }
             OrderStepError::Unavailable => Problem::unavailable(err.to_string()),
         }
