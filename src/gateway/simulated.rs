@@ -20,12 +20,13 @@ use crate::domain::{ChargeResult, OrderId, PaymentCallback, PaymentOrder, Timest
 const CALLBACK_DELIVERIES: u32 = 5;
 
 /// The knobs, as an admin reads and sets them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatorKnobs {
     /// How long the provider takes to answer a call, and again to deliver a callback.
     pub latency_ms: u64,
     /// The share of charges and refunds it fails, from 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub failure_rate: f64,
     /// Fail this many calls first, whatever the rate.
     pub fail_next: u32,
@@ -34,7 +35,7 @@ pub struct SimulatorKnobs {
 }
 
 /// The knobs and what the provider has done.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SimulatorView {
     #[serde(flatten)]
     pub knobs: SimulatorKnobs,

@@ -9,6 +9,7 @@ mod extract;
 mod jwt;
 mod limits;
 mod live;
+mod openapi;
 mod ops;
 mod orders;
 mod pages;
@@ -81,6 +82,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(live)
         .unify()
         .or(page_routes())
+        .unify()
+        .or(openapi::routes())
         .unify()
         .recover(problem::recover)
         .unify()
