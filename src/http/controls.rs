@@ -127,7 +127,8 @@ pub async fn preheat(state: Arc<AppState>, id: String, _: Caller) -> Result<Resp
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalSwitch {
-    /// `open` or `paused`.
+    /// `open` or `paused` (a `SaleState`, but `draining` is a product's alone).
+    #[schema(value_type = String, pattern = "^(open|paused)$")]
     state: SaleState,
 }
 

@@ -18,6 +18,7 @@ use warp::Filter;
 
 use super::problem::{self, Problem};
 use super::{admin, auth, controls, live, ops, orders, payments, read, sales};
+use crate::domain::{DeadLetterId, IdempotencyKey, OrderId, ProductId, UserId};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -74,7 +75,7 @@ use super::{admin, auth, controls, live, ops, orders, payments, read, sales};
         payments::reprocess,
     ),
     components(
-        schemas(Problem),
+        schemas(Problem, ProductId, OrderId, UserId, DeadLetterId, IdempotencyKey, sales::PurchaseBody),
         responses(
             problem::BadRequest,
             problem::Unauthorized,

@@ -24,7 +24,7 @@ use crate::domain::{IdempotencyKey, OrderId, OrderStatus, ProductId, Quantity, T
 /// How many units to buy; an empty body buys one.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PurchaseBody {
+pub(super) struct PurchaseBody {
     quantity: Quantity,
 }
 
@@ -72,7 +72,8 @@ pub async fn show(state: Arc<AppState>, id: String) -> Result<Response, Problem>
         ("Seckill-Token" = Option<String>, Header,
             description = "A seckill token from `POST /api/v1/products/{id}/token`, for a sale that requires one."),
     ),
-    request_body(content = Option<PurchaseBody>, description = "How many units; an empty body buys one."),
+    request_body(content = ref("#/components/schemas/PurchaseBody"),
+        description = "How many units; an empty body buys one (a JSON `null` is refused: a body is an object)."),
     responses(
         (status = 202, description = "Reserved until `pay_before`", body = Reserved),
         (status = 400, response = BadRequest),
