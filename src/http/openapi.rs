@@ -1,4 +1,4 @@
-//! The OpenAPI 3.1 document of the HTTP surface, `GET /openapi.json`.
+//! The OpenAPI 3.1 document of the HTTP surface (`GET /openapi.json`), and Swagger UI over it (`GET /docs/`).
 //!
 //! A module of its own because the document is generated from the code, not written beside it, so it cannot drift
 //! quietly: each handler carries its operation (`#[utoipa::path]`, on the function), every body's schema is derived
@@ -6,19 +6,34 @@
 //! by the rules their parsers enforce (`utoipa` is plain data with no web framework in it) — and every refusal is
 //! one shared `Problem` schema and one response per status, in `problem`. This module only gathers them, adds the
 //! bearer scheme, and renders the JSON once when the routes are built; serving it hands out the same bytes.
+//! Swagger UI's files are compiled into the binary (`utoipa-swagger-ui`'s `vendored` feature, and `debug-embed` so
+//! that a debug build does not read them from the build directory either), so `/docs` loads nothing from elsewhere.
+
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::Config;
+use warp::filters::path::{FullPath, Tail};
 use warp::filters::BoxedFilter;
-use warp::http::header::CONTENT_TYPE;
-use warp::http::HeaderValue;
+use warp::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, X_CONTENT_TYPE_OPTIONS};
+use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::Filter;
+use warp::{Filter, Reply};
 
 use super::problem::{self, Problem};
-use super::{admin, auth, controls, live, ops, orders, payments, read, sales};
+use super::{admin, auth, controls, live, ops, orders, payments, read, respond, sales};
 use crate::domain::{DeadLetterId, IdempotencyKey, OrderId, ProductId, UserId};
+
+/// Where the document is served, and where Swagger UI reads it.
+const DOCUMENT: &str = "/openapi.json";
+
+/// Swagger UI's scripts and styles from this origin only (it sets style attributes, and draws icons as data URLs);
+/// its requests, "try it out" included, to this origin only.
+const POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                      connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -127,15 +142,45 @@ fn document() -> String {
     ApiDoc::openapi().to_json().expect("the OpenAPI document is plain data and always serialises")
 }
 
-/// `GET /openapi.json`, rendered here once.
+/// `GET /openapi.json`, rendered here once; `GET /docs/` and the files of Swagger UI (`/docs` redirects there, so
+/// that the page's relative links resolve under it).
 pub fn routes() -> BoxedFilter<(Response,)> {
     let json = Bytes::from(document());
-    warp::path!("openapi.json")
+    let document = warp::path!("openapi.json").and(read()).map(move || {
+        let mut response = Response::new(json.clone().into());
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    });
+    let config = Arc::new(Config::new([DOCUMENT]));
+    let docs = warp::path("docs")
+        .and(warp::path::full())
+        .and(warp::path::tail())
         .and(read())
-        .map(move || {
-            let mut response = Response::new(json.clone().into());
-            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        })
-        .boxed()
+        .map(move |full: FullPath, tail: Tail| swagger(&config, full.as_str(), tail.as_str()))
+        .map(respond);
+    document.or(docs).unify().boxed()
+}
+
+fn swagger(config: &Arc<Config<'static>>, full: &str, tail: &str) -> Result<Response, Problem> {
+    if full == "/docs" {
+        let mut response = StatusCode::PERMANENT_REDIRECT.into_response();
+        response.headers_mut().insert(LOCATION, HeaderValue::from_static("/docs/"));
+        return Ok(response);
+    }
+    let file = utoipa_swagger_ui::serve(tail, Arc::clone(config))
+        .map_err(|err| Problem::backend(&err))?
+        .ok_or_else(|| Problem::not_found("no such file of the API docs"))?;
+    let body = match file.bytes {
+        Cow::Borrowed(embedded) => Bytes::from_static(embedded),
+        Cow::Owned(made) => Bytes::from(made),
+    };
+    let mut response = Response::new(body.into());
+    let headers = response.headers_mut();
+    if let Ok(content_type) = HeaderValue::from_str(&file.content_type) {
+        headers.insert(CONTENT_TYPE, content_type);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
+    Ok(response)
 }
