@@ -2,8 +2,9 @@
 # The whole test suite, on a fresh machine: installs the packages it needs, starts PostgreSQL and Redis if they are
 # not running, installs (once) and starts a Kafka-protocol broker (tansu) of its own, then runs every test: unit,
 # property, HTTP integration on the embedded default, on PostgreSQL and on the production backends (PostgreSQL +
-# Kafka + Redis), kill -9 crash tests on each, the outage tests, the WebSocket feeds and the pages in a headless
-# Chromium. A server that cannot be started fails the run; nothing is skipped.
+# Kafka + Redis), kill -9 crash tests on each, the outage tests, the WebSocket feeds, the pages in a headless
+# Chromium, and schemathesis against the OpenAPI document. A server that cannot be started fails the run; nothing is
+# skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +62,17 @@ for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/nul
 (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null \
   || { echo "tansu did not start on 127.0.0.1:$broker_port:" >&2; cat "$broker_dir/broker.log" >&2; exit 1; }
 export SECKILL_TEST_KAFKA_BROKERS="127.0.0.1:$broker_port"
+
+# schemathesis fuzzes the service against its OpenAPI document (tests/contract.rs): an exact version, in a virtualenv
+# of its own that later runs reuse (reinstalled only when the pin changes), named to the test by its executable.
+SCHEMATHESIS_VERSION=4.32.5
+schemathesis_venv="${SECKILL_TEST_SCHEMATHESIS_VENV:-$HOME/.cache/seckill/schemathesis}"
+if [[ "$("$schemathesis_venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]]; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $schemathesis_venv"
+  python3 -m venv --clear "$schemathesis_venv"
+  "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+export SECKILL_TEST_SCHEMATHESIS="$schemathesis_venv/bin/schemathesis"
 
 # The crowd tests hold a few thousand sockets open at once, and the live test ten thousand WebSockets.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -1,7 +1,8 @@
 //! The pages in a real headless Chromium (Debian's `chromium`, driven over WebDriver by Debian's `chromedriver`):
 //! a buyer opens the storefront, sees the countdown and the live stock, logs in, buys (a sale that requires a
 //! seckill token, which the page fetches first) and sees the order reserved (then paid); an admin opens the admin
-//! page, sees the actor tree, and watches a shard's stock fall while a crowd buys. Screenshots go to
+//! page, sees the actor tree, and watches a shard's stock fall while a crowd buys; the API docs (`/docs`) render
+//! every operation of `/openapi.json` from files the service serves itself. Screenshots go to
 //! `target/tmp/browser/`, where CI keeps them.
 
 mod common;
@@ -219,6 +220,40 @@ async fn an_admin_sees_the_actor_tree_and_a_shards_stock_fall_while_a_crowd_buys
     let sale = app.admin_view(2).await;
     assert_eq!((sale["name"].as_str(), sale["price_cents"].as_i64()), (Some("Limited sneakers"), Some(12_000)));
     browser.screenshot("4-created").await;
+    browser.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_docs_list_every_operation_of_the_document_and_load_nothing_from_elsewhere() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let document = app.send(app.client.get(app.url("/openapi.json"))).await.body;
+    let operations: usize =
+        document["paths"].as_object().expect("paths").values().map(|item| item.as_object().expect("ops").len()).sum();
+    let browser = Browser::open("docs").await;
+    browser.client.goto(&app.url("/docs")).await.expect("the docs open");
+
+    browser.find(".opblock-post [data-path=\"/api/v1/products/{id}/purchase\"]").await;
+    let rendered = eventually("every operation is listed", Duration::from_secs(15), || async {
+        let found = browser.client.find_all(Locator::Css(".opblock")).await.map_err(|err| err.to_string())?;
+        if found.len() == operations {
+            Ok(found.len())
+        } else {
+            Err(format!("{} of {operations} operations listed", found.len()))
+        }
+    })
+    .await;
+    assert_eq!(rendered, operations);
+    let loaded = browser
+        .client
+        .execute("return performance.getEntriesByType('resource').map(entry => entry.name)", Vec::new())
+        .await
+        .expect("the page's resources");
+    let loaded: Vec<String> = serde_json::from_value(loaded).expect("a list of addresses");
+    assert!(loaded.iter().any(|url| url.ends_with("/openapi.json")), "the page read the document: {loaded:?}");
+    let elsewhere: Vec<&String> = loaded.iter().filter(|url| !url.starts_with(&app.base)).collect();
+    assert!(elsewhere.is_empty(), "the docs loaded from elsewhere: {elsewhere:?}");
+    browser.screenshot("1-operations").await;
     browser.close().await;
     app.stop().await;
 }

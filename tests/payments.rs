@@ -104,7 +104,14 @@ async fn a_paid_order_stays_paid_and_only_signed_fresh_callbacks_count(backend: 
         "{}",
         again.body
     );
-    assert_eq!(app.cancel(&paid, payer).await.code(), "ORDER_STATUS_CONFLICT", "a paid order cannot be cancelled");
+    let refused = app.cancel(&paid, payer).await;
+    assert_eq!(refused.code(), "ORDER_STATUS_CONFLICT", "a paid order cannot be cancelled");
+    assert_eq!(
+        (&refused.body["status"], &refused.body["order_status"]),
+        (&json!(409), &json!("paid")),
+        "{}",
+        refused.body
+    );
     let view = app.admin_view(product).await;
     assert_eq!(
         (view["paid"].as_u64(), view["reserved"].as_u64(), view["invariant_holds"].as_bool()),

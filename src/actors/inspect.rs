@@ -41,7 +41,7 @@ impl Meter {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     Root,
@@ -103,7 +103,7 @@ impl Report {
 pub type InspectReply = RpcReplyPort<Report>;
 
 /// One actor as the admin sees it, with the actors it supervises.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActorNode {
     pub id: u64,
     pub name: Option<String>,
@@ -113,7 +113,9 @@ pub struct ActorNode {
     pub mailbox_depth: Option<u64>,
     pub restarts: u64,
     pub backoff_ms: Option<u64>,
+    /// What the actor says about itself, by kind; null if it did not answer in time.
     pub details: serde_json::Value,
+    #[schema(no_recursion)]
     pub children: Vec<ActorNode>,
 }
 

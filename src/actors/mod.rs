@@ -28,7 +28,7 @@ mod supervision;
 
 pub use engine::{
     AdminView, Engine, EngineError, EngineSettings, KillError, OrderStepError, PaymentStatus, ProductSummary,
-    PurchaseError, ReprocessError, SnapshotHealth, StockFeed,
+    PurchaseError, ReprocessError, SnapshotHealth, StockFeed, Supervision,
 };
 pub use inspect::{ActorKind, ActorNode};
 pub use lifecycle::{JobState, JobView, JobsView};

@@ -80,7 +80,7 @@ pub struct Restarts<K> {
 }
 
 /// What an admin sees of one supervisor's restarts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SupervisorView {
     /// Restarts made since start.
     pub restarts: u64,
@@ -92,7 +92,7 @@ pub struct SupervisorView {
     pub children: Vec<ChildView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChildView {
     pub child: String,
     pub restarts: u64,

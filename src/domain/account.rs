@@ -8,7 +8,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use serde::{Deserialize, Serialize};
 
-use super::ParseError;
+use super::{schema, ParseError};
 
 /// A login name: 3 to 64 characters of `A-Z a-z 0-9 _ . -`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,6 +34,19 @@ impl TryFrom<String> for Username {
     }
 }
 
+impl utoipa::PartialSchema for Username {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        schema::text(
+            Some("^[A-Za-z0-9_.-]+$"),
+            3,
+            64,
+            "A login name: 3 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for Username {}
+
 impl From<Username> for String {
     fn from(name: Username) -> String {
         name.0
@@ -56,6 +69,14 @@ impl TryFrom<String> for PlainPassword {
         }
     }
 }
+
+impl utoipa::PartialSchema for PlainPassword {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        schema::text(None, 8, 256, "A password as typed: 8 to 256 characters.")
+    }
+}
+
+impl utoipa::ToSchema for PlainPassword {}
 
 impl fmt::Debug for PlainPassword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,7 +121,7 @@ impl fmt::Debug for PasswordHash {
 }
 
 /// What an account may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Customer,

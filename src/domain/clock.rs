@@ -125,6 +125,17 @@ impl Civil {
     }
 }
 
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        super::schema::formatted(
+            utoipa::openapi::KnownFormat::DateTime,
+            "An RFC 3339 date-time; answers give it in UTC to the millisecond, such as 2026-11-21T20:00:00.000Z.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{DeadLetterId, ParseError, PaymentOrder, Timestamp};
 
 /// Which job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Payment,
@@ -31,7 +31,7 @@ impl JobKind {
 }
 
 /// One attempt of a job and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub number: u32,
     pub started_at: Timestamp,
@@ -53,7 +53,7 @@ pub struct NewDeadLetter {
 }
 
 /// A dead letter as an operator reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: DeadLetterId,
     pub kind: JobKind,

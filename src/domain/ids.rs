@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
-use super::ParseError;
+use super::{schema, ParseError};
 
 macro_rules! positive_id {
     ($name:ident, $field:literal) => {
@@ -59,6 +59,18 @@ macro_rules! positive_id {
                 self.0.fmt(f)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+                schema::integer(
+                    1,
+                    i64::MAX,
+                    "A positive integer; in a path, in canonical decimal (no sign, no leading zeros).",
+                )
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -105,6 +117,14 @@ impl fmt::Display for OrderId {
     }
 }
 
+impl utoipa::PartialSchema for OrderId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        schema::formatted(utoipa::openapi::KnownFormat::Uuid, "An order's id: a UUIDv7, hyphenated.")
+    }
+}
+
+impl utoipa::ToSchema for OrderId {}
+
 /// A client's `Idempotency-Key`: 1 to 128 visible ASCII characters, scoped to the user who sent it. A shard keeps
 /// it in its key index and in the reservation it journals, so it is shared rather than copied.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
@@ -129,6 +149,19 @@ impl TryFrom<String> for IdempotencyKey {
         Ok(Self(text.into()))
     }
 }
+
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        schema::text(
+            Some("^[!-~]+$"),
+            1,
+            Self::MAX_LEN,
+            "1 to 128 visible ASCII characters, scoped to the caller: a repeat answers the first request's order.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for IdempotencyKey {}
 
 impl Serialize for IdempotencyKey {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

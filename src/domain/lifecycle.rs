@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 use super::Timestamp;
 
 /// Where an order stands, as buyers and admins read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Reserved,
@@ -46,7 +46,7 @@ impl OrderStatus {
 }
 
 /// One journaled step of an order's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Paid,
@@ -84,7 +84,7 @@ enum Ending {
 }
 
 /// Money for an order that could not be filled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Refund {
     Requested,
@@ -249,7 +249,7 @@ impl OrderLife {
 }
 
 /// A step and when it was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepAt {
     pub step: Step,
     pub at: Timestamp,
@@ -302,16 +302,31 @@ impl Timeline {
     }
 }
 
+/// A timeline as it is read: where the order stands, any refund, and every step with when it was taken.
+#[derive(Serialize, utoipa::ToSchema)]
+struct TimelineFields<'a> {
+    status: OrderStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<Refund>,
+    steps: &'a [StepAt],
+}
+
 impl Serialize for Timeline {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Fields<'a> {
-            status: OrderStatus,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            refund: Option<Refund>,
-            steps: &'a [StepAt],
-        }
-        Fields { status: self.life.status(), refund: self.life.refund(), steps: &self.steps }.serialize(serializer)
+        TimelineFields { status: self.life.status(), refund: self.life.refund(), steps: &self.steps }
+            .serialize(serializer)
+    }
+}
+
+impl utoipa::PartialSchema for Timeline {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        TimelineFields::schema()
+    }
+}
+
+impl utoipa::ToSchema for Timeline {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        TimelineFields::schemas(schemas);
     }
 }
 

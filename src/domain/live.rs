@@ -9,7 +9,7 @@ use super::{OrderId, ProductId, SalePhase, SaleWindow, Step, Timestamp, UserId};
 
 /// Whether an admin lets a product (or, as the global switch, every product) sell, apart from its window. It is kept
 /// in the database, so it outlives the product's actors and the service.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SaleState {
     #[default]

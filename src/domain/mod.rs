@@ -13,6 +13,7 @@ mod pass;
 mod payment;
 mod product;
 mod quantity;
+mod schema;
 mod standing;
 
 pub use account::{PasswordHash, PlainPassword, Role, Username};

@@ -9,7 +9,7 @@ use super::{
     OrderId, OrderStatus, Position, ProductId, Quantity, Reservation, StepAt, StockAdded, Timeline, Timestamp, UserId,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Order {
     pub order_id: OrderId,
     pub product_id: ProductId,

@@ -13,7 +13,7 @@ use super::{Order, OrderId, ProductId, Reservation, Timestamp, UserId};
 
 /// What a charge or a refund is for: one order, and its price. The provider echoes the ids back in its callback, as
 /// a real provider returns the merchant's metadata.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaymentOrder {
     pub order_id: OrderId,
     pub product_id: ProductId,
@@ -39,7 +39,7 @@ impl PaymentOrder {
 }
 
 /// How a charge ended, as the provider reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChargeResult {
     Succeeded,
@@ -47,7 +47,7 @@ pub enum ChargeResult {
 }
 
 /// The body of a provider's callback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaymentCallback {
     #[serde(flatten)]
     pub payment: PaymentOrder,

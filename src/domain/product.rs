@@ -12,7 +12,7 @@ pub struct SaleWindow {
 }
 
 /// Where a sale stands at some instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SalePhase {
     Upcoming,

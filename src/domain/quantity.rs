@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ParseError, UserId};
+use super::{schema, ParseError, UserId};
 
 macro_rules! bounded {
-    ($(#[$doc:meta])* $name:ident, $int:ty, $field:literal, $min:expr, $max:expr) => {
-        $(#[$doc])*
+    ($(#[doc = $doc:literal])* $name:ident, $int:ty, $field:literal, $min:expr, $max:expr) => {
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "i64", into = "i64")]
         pub struct $name($int);
@@ -40,6 +40,14 @@ macro_rules! bounded {
                 i64::from(value.0)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+                schema::integer(i64::from(Self::MIN), i64::from(Self::MAX), concat!($($doc),*).trim())
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -7,11 +7,13 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ParseError, Timestamp, UserId};
+use super::{schema, ParseError, Timestamp, UserId};
 
 /// Which generation of an account's tokens is valid. Raising it (a password change, a revocation) turns every
 /// earlier token of the account away on its next request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct TokenVersion(u32);
 
@@ -90,6 +92,19 @@ impl TryFrom<String> for BanReason {
         }
     }
 }
+
+impl utoipa::PartialSchema for BanReason {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        schema::text(
+            Some(schema::NO_CONTROL),
+            0,
+            200,
+            "Why, for the next admin: at most 200 characters, no control characters.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for BanReason {}
 
 impl From<BanReason> for String {
     fn from(reason: BanReason) -> String {

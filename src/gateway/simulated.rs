@@ -20,12 +20,13 @@ use crate::domain::{ChargeResult, OrderId, PaymentCallback, PaymentOrder, Timest
 const CALLBACK_DELIVERIES: u32 = 5;
 
 /// The knobs, as an admin reads and sets them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatorKnobs {
     /// How long the provider takes to answer a call, and again to deliver a callback.
     pub latency_ms: u64,
     /// The share of charges and refunds it fails, from 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub failure_rate: f64,
     /// Fail this many calls first, whatever the rate.
     pub fail_next: u32,
@@ -33,11 +34,15 @@ pub struct SimulatorKnobs {
     pub silent: bool,
 }
 
-/// The knobs and what the provider has done.
-#[derive(Debug, Clone, Serialize)]
+/// The knobs and what the provider has done. The knobs are fields of its own rather than `SimulatorKnobs` flattened:
+/// the knobs refuse any other field (a request names only them), which the OpenAPI schema of a flattened view would
+/// carry into it, refusing the counts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SimulatorView {
-    #[serde(flatten)]
-    pub knobs: SimulatorKnobs,
+    pub latency_ms: u64,
+    pub failure_rate: f64,
+    pub fail_next: u32,
+    pub silent: bool,
     pub charges: u64,
     pub refunds: u64,
     pub declined: u64,
@@ -99,12 +104,10 @@ impl SimulatedGateway {
 
     pub fn view(&self) -> SimulatorView {
         SimulatorView {
-            knobs: SimulatorKnobs {
-                latency_ms: self.latency_ms.load(Ordering::Relaxed),
-                failure_rate: f64::from(self.failure_ppm.load(Ordering::Relaxed)) / 1_000_000.0,
-                fail_next: self.fail_next.load(Ordering::Relaxed),
-                silent: self.silent.load(Ordering::Relaxed),
-            },
+            latency_ms: self.latency_ms.load(Ordering::Relaxed),
+            failure_rate: f64::from(self.failure_ppm.load(Ordering::Relaxed)) / 1_000_000.0,
+            fail_next: self.fail_next.load(Ordering::Relaxed),
+            silent: self.silent.load(Ordering::Relaxed),
             charges: lock(&self.charged).len() as u64,
             refunds: lock(&self.refunded).len() as u64,
             declined: self.declined.load(Ordering::Relaxed),

@@ -8,12 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::jwt::Hs256;
-use super::problem::Problem;
+use super::problem::{
+    BadRequest, Conflict, Forbidden, LengthRequired, PayloadTooLarge, Problem, RequestTimeout, TooManyRequests,
+    Unauthorized, Unavailable,
+};
 use super::AppState;
 use crate::accounts::{check_ban, Blacklisted, Identity};
 use crate::domain::{BanEnd, PlainPassword, Role, Timestamp, TokenVersion, UserId, Username};
@@ -121,10 +125,13 @@ pub struct Tokens {
 const LEEWAY_SECS: i64 = 5;
 
 /// A signed token and how long it lives.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IssuedToken {
+    /// An HS256 JWT: send it as `Authorization: Bearer <access_token>`.
     pub access_token: String,
+    #[schema(pattern = "^Bearer$")]
     pub token_type: &'static str,
+    /// Seconds it is valid for.
     pub expires_in: u64,
 }
 
@@ -224,7 +231,7 @@ pub fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Caller,), Error = R
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     username: Username,
@@ -232,7 +239,7 @@ pub struct Credentials {
 }
 
 /// `POST /api/v1/auth/password`: the new password's body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     current_password: PlainPassword,
@@ -251,6 +258,28 @@ pub(super) fn admit(state: &AppState, caller: Option<&Caller>, client: Option<Ip
     Ok(state.limits.check(client, caller.map(|caller| caller.user))?)
 }
 
+/// A new customer account.
+#[derive(Serialize, ToSchema)]
+struct Registered {
+    user_id: UserId,
+    username: Username,
+}
+
+/// Registers a customer account. Refusals: 403 `BLACKLISTED` (the address); 409 `USERNAME_TAKEN`; 429
+/// `RATE_LIMITED`; 503 `LOGIN_BUSY` when the password hashing threads are full.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Registered", body = Registered),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 411, response = LengthRequired),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn register(
     state: Arc<AppState>,
     client: Option<IpAddr>,
@@ -259,10 +288,25 @@ pub async fn register(
     admit(&state, None, client)?;
     let Credentials { username, password } = credentials;
     let user_id = state.accounts.register(username.clone(), password).await?;
-    let body = serde_json::json!({ "user_id": user_id, "username": username });
+    let body = Registered { user_id, username };
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
 }
 
+/// Logs in: a token for the account. A wrong name or password is the same 401. Refusals: 403 `BLACKLISTED`; 429
+/// `RATE_LIMITED` (`scope` `login_ip` or `login_user` too); 503 `LOGIN_BUSY`.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in", body = IssuedToken),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 411, response = LengthRequired),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn login(
     state: Arc<AppState>,
     client: Option<IpAddr>,
@@ -275,7 +319,21 @@ pub async fn login(
     Ok(warp::reply::json(&state.tokens.issue(identity)?).into_response())
 }
 
-/// Changes the caller's password, which revokes every token issued before; answers with a new token.
+/// Changes the caller's password, which revokes every token issued before; answers with a new token. 401 if
+/// `current_password` is wrong, and nothing changes.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth",
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed; every earlier token of the account is revoked", body = IssuedToken),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 411, response = LengthRequired),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
 pub async fn change_password(
     state: Arc<AppState>,
     caller: Caller,

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::UserId;
 
 /// One limit: `per_second` sustained, `burst` at once; `per_second` 0 turns it off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     pub per_second: u32,
@@ -38,7 +38,7 @@ pub struct Limit {
 }
 
 /// Every limit, as configured and as an admin reads and sets them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     pub global: Limit,

@@ -26,7 +26,7 @@ use warp::reply::Response;
 
 use super::auth::Caller;
 use super::extract::segment;
-use super::problem::Problem;
+use super::problem::{BadRequest, NotFound, Problem, Unauthorized, Unavailable};
 use super::websocket::{Handshake, Socket};
 use super::AppState;
 use crate::actors::StockFeed;
@@ -100,7 +100,21 @@ fn slot(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Problem> {
     })
 }
 
-/// `GET /ws/stock?products=1,2`.
+/// `GET /ws/stock?products=1,2`: a WebSocket (send `Connection: Upgrade`, `Upgrade: websocket`,
+/// `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`; anything else is a 400). At once one
+/// `{"type":"stock", product_id, stock, available, sold_out, phase, sale, starts_in_seconds, ends_in_seconds}` per
+/// product, then one per change (coalesced to the latest value), and again when a sale opens or ends;
+/// `{"type":"heartbeat"}` now and then. Refused before the upgrade: 400 (no list, a bad id, too many), 404 for an
+/// unknown product, 503 `LIVE_FULL`.
+#[utoipa::path(get, path = "/ws/stock", tag = "live",
+    params(("products" = String, Query, pattern = "^[1-9][0-9]*(,[1-9][0-9]*)*$",
+        description = "The products to watch, comma-separated.")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket feed"),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn stock(state: Arc<AppState>, ws: Handshake, query: Option<String>) -> Result<Response, Problem> {
     let live = Arc::clone(&state.live);
     let ids = products_of(query.as_deref().unwrap_or(""), live.max_products)?;
@@ -116,7 +130,19 @@ pub async fn stock(state: Arc<AppState>, ws: Handshake, query: Option<String>) -
     }))
 }
 
-/// `GET /ws/orders`, with `Authorization: Bearer <token>` or the subprotocols `seckill.bearer, <token>`.
+/// `GET /ws/orders`, with `Authorization: Bearer <token>` or the subprotocols `seckill.bearer, <token>` (a browser
+/// cannot set headers on a WebSocket; the answer then names `seckill.bearer`): a WebSocket, upgraded as `/ws/stock`
+/// is. `{"type":"order", order_id, product_id, user_id, status, at}` for each of the caller's own orders as each
+/// step becomes durable; a connection that falls 64 changes behind is closed with 1013. Refused before the upgrade:
+/// 400 (not an upgrade), 401, 503 `LIVE_FULL`.
+#[utoipa::path(get, path = "/ws/orders", tag = "live",
+    responses(
+        (status = 101, description = "Switching to the WebSocket feed of the caller's orders"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
 pub async fn orders(
     state: Arc<AppState>,
     ws: Handshake,

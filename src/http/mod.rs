@@ -9,6 +9,7 @@ mod extract;
 mod jwt;
 mod limits;
 mod live;
+mod openapi;
 mod ops;
 mod orders;
 mod pages;
@@ -74,8 +75,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let callback = api.and(warp::path!("payments" / "callback")).and(callback_route(state.clone()));
     let admin = api.and(warp::path("admin")).and(admin_routes(state.clone()));
     let live = live_routes(state);
-    let served = ops
-        .or(products)
+    ops.or(products)
         .unify()
         .or(orders)
         .unify()
@@ -89,8 +89,11 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(page_routes())
         .unify()
-        .boxed();
-    served.recover(problem::recover).unify().boxed()
+        .or(openapi::routes())
+        .unify()
+        .recover(problem::recover)
+        .unify()
+        .boxed()
 }
 
 fn ops_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+use utoipa::openapi::{Ref, RefOr, ResponseBuilder, Schema};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
@@ -11,6 +13,9 @@ use super::limits::Refused;
 use crate::accounts::{AccountsError, Blacklisted, HashError};
 use crate::actors::{EngineError, OrderStepError, PurchaseError};
 use crate::domain::ParseError;
+
+/// The media type of every refusal.
+pub const PROBLEM: &str = "application/problem+json";
 
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -95,7 +100,7 @@ impl Reply for Problem {
         };
         let mut response = warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM));
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -154,7 +159,8 @@ impl From<OrderStepError> for Problem {
         match err {
             OrderStepError::NotFound => Problem::not_found("no such order"),
             OrderStepError::Conflict(status) => {
-                Problem::new(StatusCode::CONFLICT, "ORDER_STATUS_CONFLICT", err.to_string()).with("status", status)
+                Problem::new(StatusCode::CONFLICT, "ORDER_STATUS_CONFLICT", err.to_string())
+                    .with("order_status", status)
             }
             OrderStepError::Unavailable => Problem::unavailable(err.to_string()),
         }
@@ -202,6 +208,92 @@ impl From<Blacklisted> for Problem {
             .with("scope", blacklisted.subject.kind())
             .with("until", blacklisted.end.until())
     }
+}
+
+/// Every stable `code` a problem may carry, for the OpenAPI document.
+const CODES: &str =
+    "`INVALID_INPUT` (400, with the offending `field` where there is one), `UNAUTHORIZED` (401), `JSON_TOO_DEEP` \
+    (400), `FORBIDDEN` (403), `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405), `BODY_TIMEOUT` (408), `LENGTH_REQUIRED` \
+    (411), `PAYLOAD_TOO_LARGE` (413), `IDEMPOTENCY_KEY_REUSED` (422), `RATE_LIMITED` (429, with `scope`); 403: \
+    `BLACKLISTED` (with `scope` and `until`), `SECKILL_TOKEN_REQUIRED`, `SECKILL_TOKEN_INVALID`, \
+    `SECKILL_TOKEN_EXPIRED`, `SECKILL_TOKEN_USED`, `SECKILL_TOKEN_NOT_YOURS`; 409: `USERNAME_TAKEN`, `SOLD_OUT`, \
+    `INSUFFICIENT_STOCK` (with `available`), `LIMIT_EXCEEDED` (with `limit`, `held` and `orders`, the buyer's orders \
+    that use up the limit), `SALE_NOT_STARTED` (with `starts_at`), `SALE_ENDED`, `SALE_PAUSED`, `SALE_DRAINING`, \
+    `IDEMPOTENCY_KEY_IN_FLIGHT`, `ORDER_STATUS_CONFLICT` (with `order_status`), `DEAD_LETTER_REPROCESSED`, \
+    `ACTOR_NOT_KILLABLE`; 401 from the payment callback: `CALLBACK_UNSIGNED`, `CALLBACK_SIGNATURE_INVALID`, \
+    `CALLBACK_STALE`; 503: `UNAVAILABLE`, `LOGIN_BUSY`, `LIVE_FULL`, and `TOO_MANY_CONNECTIONS` to a connection past \
+    the connection caps (before any route).";
+
+/// The schema of a problem as `into_response` writes it.
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> RefOr<Schema> {
+        let text = |description: &str| ObjectBuilder::new().schema_type(Type::String).description(Some(description));
+        ObjectBuilder::new()
+            .description(Some("An RFC 9457 problem: a refusal, with a stable `code` to switch on."))
+            .property("type", text("`/problems/` and the code in kebab case, such as `/problems/sold-out`."))
+            .property("title", text("The HTTP status's reason phrase."))
+            .property("status", ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(400)).maximum(Some(599)))
+            .property("code", text(CODES).pattern(Some("^[A-Z][A-Z_]*$")))
+            .property("detail", text("What was wrong, for a person."))
+            .property("field", text("The part of the request that was wrong (`INVALID_INPUT`)."))
+            .property(
+                "scope",
+                text("Which limit or ban refused the request: `user`, `ip`, `global`, `login_ip`, `login_user`."),
+            )
+            .required("type")
+            .required("title")
+            .required("status")
+            .required("code")
+            .required("detail")
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(true)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Problem {}
+
+/// The refusals an operation lists in the OpenAPI document, each a `Problem` as `application/problem+json`; which
+/// codes an operation answers with is in its description.
+macro_rules! refusals {
+    ($($name:ident => $description:literal $(, $retry_after:literal)?;)*) => {
+        $(
+            pub struct $name;
+
+            impl<'r> utoipa::ToResponse<'r> for $name {
+                fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
+                    let content = utoipa::openapi::Content::new(Some(Ref::from_schema_name("Problem")));
+                    let response = ResponseBuilder::new().description($description).content(PROBLEM, content);
+                    $(let response = response.header(
+                        "Retry-After",
+                        utoipa::openapi::HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+                            .description(Some($retry_after))
+                            .build(),
+                    );)?
+                    (stringify!($name), response.into())
+                }
+            }
+        )*
+    };
+}
+
+refusals! {
+    BadRequest => "`INVALID_INPUT`: a parameter, header or body broke a rule (`JSON_TOO_DEEP`: a body nested deeper \
+                   than 32 levels); nothing changed.";
+    Unauthorized => "`UNAUTHORIZED`: no bearer token, or one that is invalid, expired or revoked.";
+    Forbidden => "Not allowed: `FORBIDDEN` (not an admin), `BLACKLISTED`, or a seckill token refused.";
+    NotFound => "`NOT_FOUND`: no such resource (or not the caller's).";
+    Conflict => "The resource's state refuses the request; `code` says how. `IDEMPOTENCY_KEY_IN_FLIGHT` comes with \
+                 `Retry-After`.", "Seconds to wait before asking again (`IDEMPOTENCY_KEY_IN_FLIGHT` only).";
+    LengthRequired => "`LENGTH_REQUIRED`: send a `Content-Length`.";
+    PayloadTooLarge => "`PAYLOAD_TOO_LARGE`: the body is over the configured limit.";
+    RequestTimeout => "`BODY_TIMEOUT`: the body did not arrive whole within the configured time; the connection is \
+                       closed and nothing changed.";
+    UnprocessableEntity => "`IDEMPOTENCY_KEY_REUSED`: the key named an earlier request with another body.";
+    TooManyRequests => "`RATE_LIMITED`: over a rate limit (`scope` says which); nothing was done.",
+        "Seconds until the request would pass.";
+    Unavailable => "A backend could not do it now; nothing was taken. Try again after `Retry-After`.",
+        "Seconds to wait before trying again.";
 }
 
 /// Turns whatever warp rejected into a problem response.

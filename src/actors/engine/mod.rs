@@ -24,6 +24,7 @@ pub use self::live::{KillError, StockFeed};
 pub use self::order_steps::OrderStepError;
 pub use self::payments::{PaymentStatus, ReprocessError};
 pub use self::purchase::PurchaseError;
+pub use self::reads::Supervision;
 pub use self::views::{AdminView, ProductSummary, SnapshotHealth};
 use super::journal::Appender;
 use super::lifecycle::{DeadLetterOffice, JobLink, LifecycleDeps, LifecycleSettings, Pay, Refund};

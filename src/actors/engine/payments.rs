@@ -15,7 +15,7 @@ use crate::domain::{
 use crate::gateway::SimulatedGateway;
 
 /// An order and its payment job, if one runs or ran lately.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PaymentStatus {
     pub order: Order,
     pub payment: Option<JobView>,

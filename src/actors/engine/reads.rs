@@ -11,7 +11,7 @@ use crate::actors::supervision::SupervisorView;
 use crate::domain::{Order, OrderId, ProductId, UserId};
 
 /// Every supervisor's restarts, as an admin sees them.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Supervision {
     pub root: SupervisorView,
     pub products: SupervisorView,

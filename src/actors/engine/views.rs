@@ -16,7 +16,7 @@ use crate::actors::sale::supervisor::SupervisorMsg;
 use crate::domain::{ProductDraft, ProductId, SalePhase, SaleState, Timestamp};
 
 /// A product as buyers see it, with live stock.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProductSummary {
     pub id: ProductId,
     pub name: String,
@@ -37,7 +37,7 @@ pub struct ProductSummary {
 }
 
 /// A product as an admin sees it: where every unit is right now, and whether they add up.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AdminView {
     #[serde(flatten)]
     pub summary: ProductSummary,
@@ -62,7 +62,7 @@ pub struct AdminView {
 }
 
 /// How the snapshot store is doing; sales never wait on it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SnapshotHealth {
     pub reachable: bool,
     pub failed_saves: u64,

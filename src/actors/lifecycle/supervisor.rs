@@ -38,7 +38,7 @@ pub struct JobSupervisorArgs<J: Job> {
 }
 
 /// One job as an admin sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub kind: JobKind,
     #[serde(flatten)]
@@ -48,7 +48,7 @@ pub struct JobView {
 }
 
 /// A supervisor's jobs: those under way, then the most recently finished, and its restarts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobsView {
     pub active: usize,
     pub jobs: Vec<JobView>,

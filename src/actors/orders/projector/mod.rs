@@ -51,7 +51,7 @@ pub struct ProjectorArgs {
 }
 
 /// What an admin (and the bench) sees of the projector.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct ProjectorStatus {
     /// Orders written since this process started.
     pub projected: u64,

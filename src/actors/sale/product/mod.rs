@@ -95,7 +95,7 @@ pub enum RestockError {
 }
 
 /// What a warm-up made ready.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Warmed {
     pub shards: usize,
     /// Buyers each shard now has room for without growing its maps.

@@ -134,7 +134,7 @@ pub enum Effect<R, A> {
 }
 
 /// Counts an admin sees for one shard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ShardCounts {
     pub available: u64,
     pub in_flight: u64,
