@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::Config;
 use warp::filters::path::{FullPath, Tail};
 use warp::filters::BoxedFilter;
-use warp::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, X_CONTENT_TYPE_OPTIONS};
+use warp::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -138,20 +138,24 @@ impl Modify for Bearer {
     }
 }
 
-/// The document as JSON.
-fn document() -> String {
-    ApiDoc::openapi().to_json().expect("the OpenAPI document is plain data and always serialises")
+/// The document as JSON; a failure (the document is plain data, so none is expected) is logged once and each
+/// request for the document told 503, rather than the service refusing to start over its documentation.
+fn document() -> Result<Bytes, Problem> {
+    ApiDoc::openapi().to_json().map(Bytes::from).map_err(|err| Problem::backend(&err))
 }
 
 /// `GET /openapi.json`, rendered here once; `GET /docs/` and the files of Swagger UI (`/docs` redirects there, so
 /// that the page's relative links resolve under it).
 pub fn routes() -> BoxedFilter<(Response,)> {
-    let json = Bytes::from(document());
-    let document = warp::path!("openapi.json").and(read()).map(move || {
-        let mut response = Response::new(json.clone().into());
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
-    });
+    let json = document();
+    let document = warp::path!("openapi.json")
+        .and(read())
+        .map(move || {
+            let mut response = Response::new(json.clone()?.into());
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(response)
+        })
+        .map(respond);
     let config = Arc::new(Config::new([DOCUMENT]));
     let docs = warp::path("docs")
         .and(warp::path::full())
@@ -181,7 +185,6 @@ fn swagger(config: &Arc<Config<'static>>, full: &str, tail: &str) -> Result<Resp
         headers.insert(CONTENT_TYPE, content_type);
     }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
     Ok(response)
 }
