@@ -52,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
     let key = WebhookKey::new(settings.payments.webhook_secret.expose(), Duration::from_secs(300));
     let gateway = Arc::new(SimulatedGateway::silent(Arc::new(key)));
     let snapshots = Arc::new(SqlSnapshots::new(db.clone()));
-    let engine = Arc::new(Engine::start(db, journal, snapshots, gateway, settings.engine()).await?);
+    let metrics = seckill::metrics::Metrics::new()?;
+    let engine = Arc::new(Engine::start(db, journal, snapshots, gateway, settings.engine(), &metrics).await?);
     let product_b = engine.create_product(draft(10_000_000)?).await?.id;
     let until_due = u64::try_from(due.millis() - Timestamp::now().millis())
         .map_err(|_| anyhow::anyhow!("filling the journal and recovering took longer than {DUE_AFTER:?}"))?;

@@ -48,8 +48,9 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let key = WebhookKey::new(settings.payments.webhook_secret.expose(), Duration::from_secs(300));
     let gateway = Arc::new(SimulatedGateway::silent(Arc::new(key)));
-    let engine =
-        Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), gateway, settings.engine()).await?;
+    let metrics = seckill::metrics::Metrics::new()?;
+    let snapshots = Arc::new(SqlSnapshots::new(db.clone()));
+    let engine = Engine::start(db, journal, snapshots, gateway, settings.engine(), &metrics).await?;
     loop {
         let status = engine.projector_status().await?;
         if status.projected >= events as u64 {

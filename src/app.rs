@@ -14,6 +14,7 @@ use crate::config::{ConfigError, JournalBackend, PaymentProvider, Settings, Snap
 use crate::domain::{PlainPassword, Timestamp, Username, WebhookKey};
 use crate::gateway::{PaymentGateway, SimulatedGateway, SimulatorKnobs};
 use crate::http::{self, AppState, ConnectionSettings, LimitError, Live, Passes, RateLimits, Tokens};
+use crate::metrics::{Metrics, MetricsError};
 use crate::persistence::{
     Database, DbError, Journal, JournalError, KafkaConfig, RedisSnapshots, SnapshotError, SnapshotStore, SqlJournal,
     SqlSnapshots,
@@ -39,6 +40,8 @@ pub enum StartError {
     Live(std::io::Error),
     #[error(transparent)]
     Connections(ConfigError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -56,6 +59,7 @@ pub struct App {
 impl App {
     /// Connects, migrates, recovers every product and starts listening (port 0 picks a free port).
     pub async fn start(settings: &Settings) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new()?);
         let db = open_database(settings)?;
         let accounts = Arc::new(open_accounts(&db, settings).await?);
         let journal = open_journal(settings, &db).await?;
@@ -71,7 +75,8 @@ impl App {
             Duration::from_secs(settings.payments.webhook_tolerance_secs),
         ));
         let gateway = payment_gateway(settings, addr, Arc::clone(&webhook));
-        let engine = Arc::new(Engine::start(db.clone(), journal, snapshots, gateway, settings.engine()).await?);
+        let engine =
+            Arc::new(Engine::start(db.clone(), journal, snapshots, gateway, settings.engine(), &metrics).await?);
         let closing = watch::Sender::new(false);
         let limits = Arc::new(RateLimits::new(settings.limits.buckets(), settings.limits.max_keys)?);
         let passes = Arc::new(Passes::new(Duration::from_secs(settings.sale.token_ttl_secs)));
@@ -90,13 +95,14 @@ impl App {
             live: Arc::new(Live::new(&settings.live, closing.subscribe()).map_err(StartError::Live)?),
             limits: Arc::clone(&limits),
             passes: Arc::clone(&passes),
+            metrics: Arc::clone(&metrics),
         };
         let sweep_limits = Duration::from_millis(settings.limits.sweep_ms.max(1));
         tokio::spawn(every(sweep_limits, closing.subscribe(), move || limits.sweep()));
         tokio::spawn(every(Duration::from_secs(1), closing.subscribe(), move || passes.sweep(Timestamp::now())));
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let connections = within_descriptors(settings.server.connections().map_err(StartError::Connections)?);
-        let server = tokio::spawn(http::serve(listener, http::routes(state), connections, async move {
+        let server = tokio::spawn(http::serve(listener, http::routes(state), connections, &metrics.http, async move {
             let _ = stopped.await;
         }));
         tracing::info!(%addr, "seckill listening");

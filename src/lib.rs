@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod persistence;
 pub mod secrets;
 pub mod telemetry;

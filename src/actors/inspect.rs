@@ -56,6 +56,37 @@ pub enum ActorKind {
     Compensation,
 }
 
+impl ActorKind {
+    pub const ALL: [ActorKind; 10] = [
+        ActorKind::Root,
+        ActorKind::JournalWriter,
+        ActorKind::OrderProjector,
+        ActorKind::ProductSupervisor,
+        ActorKind::Product,
+        ActorKind::Shard,
+        ActorKind::PaymentSupervisor,
+        ActorKind::CompensationSupervisor,
+        ActorKind::PaymentAttempt,
+        ActorKind::Compensation,
+    ];
+
+    /// The kind as the admin's tree and the metrics name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ActorKind::Root => "root",
+            ActorKind::JournalWriter => "journal_writer",
+            ActorKind::OrderProjector => "order_projector",
+            ActorKind::ProductSupervisor => "product_supervisor",
+            ActorKind::Product => "product",
+            ActorKind::Shard => "shard",
+            ActorKind::PaymentSupervisor => "payment_supervisor",
+            ActorKind::CompensationSupervisor => "compensation_supervisor",
+            ActorKind::PaymentAttempt => "payment_attempt",
+            ActorKind::Compensation => "compensation",
+        }
+    }
+}
+
 /// A supervisor's record of one child it runs now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ChildRestarts {
@@ -221,5 +252,17 @@ fn status(status: ActorStatus) -> &'static str {
         ActorStatus::Draining => "draining",
         ActorStatus::Stopping => "stopping",
         ActorStatus::Stopped => "stopped",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_is_labelled_as_the_admin_tree_names_it() {
+        for kind in ActorKind::ALL {
+            assert_eq!(serde_json::to_value(kind).ok(), Some(serde_json::Value::from(kind.label())));
+        }
     }
 }

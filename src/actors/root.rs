@@ -22,6 +22,7 @@ use super::sale::product::ProductDeps;
 use super::sale::supervisor::{ProductSupervisor, SupervisorArgs, SupervisorMsg};
 use super::supervision::{Restarts, SupervisorView};
 use super::EngineSettings;
+use crate::metrics::JournalMetrics;
 use crate::persistence::{Database, Journal};
 
 pub struct RootSupervisor;
@@ -38,6 +39,7 @@ pub struct RootArgs {
     pub lifecycle: Arc<LifecycleDeps>,
     pub payments: Arc<JobLink<Pay>>,
     pub refunds: Arc<JobLink<Refund>>,
+    pub journal_metrics: JournalMetrics,
 }
 
 /// The root's children, each of which it restarts on its own.
@@ -211,6 +213,7 @@ impl RootState {
                     listener: args.link.clone(),
                     max_batch: settings.journal_max_batch,
                     linger: settings.journal_linger,
+                    metrics: args.journal_metrics.clone(),
                 };
                 let (writer, _) = Actor::spawn_linked(None, JournalWriter, writer_args, supervisor).await?;
                 self.writer.insert(writer).get_cell()

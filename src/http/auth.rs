@@ -14,6 +14,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::jwt::Hs256;
+use super::limits::Refused;
 use super::problem::{
     BadRequest, Conflict, Forbidden, LengthRequired, PayloadTooLarge, Problem, RequestTimeout, TooManyRequests,
     Unauthorized, Unavailable,
@@ -249,13 +250,23 @@ pub struct PasswordChange {
 /// Refuses a banned caller or client address, then one past its rate limits: before a purchase reaches an actor,
 /// and before a login's password is hashed.
 pub(super) fn admit(state: &AppState, caller: Option<&Caller>, client: Option<IpAddr>) -> Result<(), Problem> {
+    let refusals = &state.metrics.refusals;
+    let banned = |ban: Blacklisted| {
+        refusals.blacklisted(ban.subject.kind());
+        ban
+    };
     if let Some(caller) = caller {
-        caller.unbanned()?;
+        caller.unbanned().map_err(banned)?;
     }
     if let Some(ip) = client {
-        state.accounts.cache().admit_ip(ip, Timestamp::now)?;
+        state.accounts.cache().admit_ip(ip, Timestamp::now).map_err(banned)?;
     }
-    Ok(state.limits.check(client, caller.map(|caller| caller.user))?)
+    Ok(state.limits.check(client, caller.map(|caller| caller.user)).map_err(|refused| rate_limited(state, refused))?)
+}
+
+fn rate_limited(state: &AppState, refused: Refused) -> Refused {
+    state.metrics.refusals.rate_limited(refused.scope);
+    refused
 }
 
 /// A new customer account.
@@ -314,7 +325,7 @@ pub async fn login(
 ) -> Result<Response, Problem> {
     admit(&state, None, client)?;
     let Credentials { username, password } = credentials;
-    state.limits.check_login(client, username.as_str())?;
+    state.limits.check_login(client, username.as_str()).map_err(|refused| rate_limited(&state, refused))?;
     let identity = state.accounts.login(username, password).await?;
     Ok(warp::reply::json(&state.tokens.issue(identity)?).into_response())
 }

@@ -124,9 +124,11 @@ pub async fn stock(state: Arc<AppState>, ws: Handshake, query: Option<String>) -
         .collect::<Result<Vec<_>, _>>()?;
     let permit = slot(&live.stock_slots)?;
     let sessions = live.sessions.handle.clone();
+    let metrics = Arc::clone(&state.metrics);
     Ok(ws.accept(&sessions, None, move |socket| async move {
+        let watching = metrics.live.watching("stock");
         serve(socket, stock_messages(feeds), &live, (1011, "the stock feed ended")).await;
-        drop(permit);
+        drop((watching, permit));
     }))
 }
 
@@ -153,13 +155,15 @@ pub async fn orders(
     let permit = slot(&live.order_slots)?;
     let watch = state.engine.watch_orders(caller.user, ORDER_BUFFER);
     let (sessions, protocol) = (live.sessions.handle.clone(), by_protocol.then_some(BEARER_PROTOCOL));
+    let metrics = Arc::clone(&state.metrics);
     Ok(ws.accept(&sessions, protocol, move |socket| async move {
+        let watching = metrics.live.watching("orders");
         let changes = stream::unfold(watch, |mut watch| async move {
             let change = watch.changes.recv().await?;
             Some((order_message(&change), watch))
         });
         serve(socket, changes, &live, (1013, "too far behind: reconnect and read your orders")).await;
-        drop(permit);
+        drop((watching, permit));
     }))
 }
 

@@ -9,6 +9,7 @@ mod extract;
 mod jwt;
 mod limits;
 mod live;
+mod observe;
 mod openapi;
 mod ops;
 mod orders;
@@ -41,6 +42,7 @@ pub use server::{serve, ClientAddr, ConnectionSettings};
 use crate::accounts::Accounts;
 use crate::actors::Engine;
 use crate::domain::{PaymentWindow, SaleState, ShardCount, WebhookKey};
+use crate::metrics::Metrics;
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -59,6 +61,7 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// Seckill tokens issued and spent.
     pub passes: Arc<Passes>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Every route of the service. Handlers share one `AppState` behind an `Arc`: cloning it for each request is one
@@ -98,8 +101,15 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
 
 fn ops_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let healthz = warp::path!("healthz").and(read()).then(ops::healthz).map(respond);
-    let readyz = warp::path!("readyz").and(read()).and(with(state)).then(ops::readyz).map(respond);
-    healthz.or(readyz).unify().boxed()
+    let readyz = warp::path!("readyz").and(read()).and(with(state.clone())).then(ops::readyz).map(respond);
+    let scrapes = Arc::new(ops::Scrapes::default());
+    let metrics = warp::path!("metrics")
+        .and(read())
+        .and(with(state))
+        .and(warp::any().map(move || Arc::clone(&scrapes)))
+        .then(ops::metrics)
+        .map(respond);
+    healthz.or(readyz).unify().or(metrics).unify().boxed()
 }
 
 fn live_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {

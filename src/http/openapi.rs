@@ -46,6 +46,7 @@ const POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-
     paths(
         ops::healthz,
         ops::readyz,
+        ops::metrics,
         auth::register,
         auth::login,
         auth::change_password,

@@ -68,6 +68,10 @@ impl Problem {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", detail).retry_after(1)
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// The stable code clients switch on.
     pub fn code(&self) -> &'static str {
         self.code

@@ -98,7 +98,24 @@ pub async fn purchase(
     pass: Option<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    admit(&state, Some(&caller), client.map(|client| client.ip()))?;
+    let answer = buy(&state, id, caller, client, key, pass, body).await;
+    match &answer {
+        Ok(_) => state.metrics.purchases.accepted(),
+        Err(problem) => state.metrics.purchases.refused(problem.status().as_u16(), problem.code()),
+    }
+    answer
+}
+
+async fn buy(
+    state: &AppState,
+    id: String,
+    caller: Caller,
+    client: Option<SocketAddr>,
+    key: Option<String>,
+    pass: Option<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    admit(state, Some(&caller), client.map(|client| client.ip()))?;
     let product: ProductId = segment(&id)?;
     let key = key.map(IdempotencyKey::try_from).transpose()?;
     let quantity = if body.iter().all(u8::is_ascii_whitespace) {

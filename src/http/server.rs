@@ -31,6 +31,9 @@ use warp::http::header::{
 use warp::http::{HeaderValue, Method, Request};
 use warp::reply::Response;
 
+use super::observe::{Routes, Timed};
+use crate::metrics::HttpMetrics;
+
 /// How the listener treats connections.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
@@ -49,17 +52,22 @@ pub struct ConnectionSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then lets open requests finish.
-pub async fn serve(
+/// Serves `routes` on `listener` until `shutdown` resolves, then lets open requests finish; each request's latency
+/// and answer go to `metrics`.
+pub fn serve(
     listener: tokio::net::TcpListener,
     routes: BoxedFilter<(Response,)>,
     settings: ConnectionSettings,
+    metrics: &HttpMetrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let routes = warp::service(routes);
-    match cors(&settings.cors_origins) {
-        Some(cors) => accept(listener, cors.layer(routes), &settings, shutdown).await,
-        None => accept(listener, routes, &settings, shutdown).await,
+    let timing = Arc::new(Routes::new(metrics));
+    async move {
+        match cors(&settings.cors_origins) {
+            Some(cors) => accept(listener, cors.layer(routes), timing, &settings, shutdown).await,
+            None => accept(listener, routes, timing, &settings, shutdown).await,
+        }
     }
 }
 
@@ -86,6 +94,7 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
 async fn accept<S>(
     listener: tokio::net::TcpListener,
     routes: S,
+    timing: Arc<Routes>,
     settings: &ConnectionSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) where
@@ -119,7 +128,7 @@ async fn accept<S>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = Connection { routes: routes.clone(), client: ClientAddr(peer) };
+        let service = Connection { routes: routes.clone(), timing: Arc::clone(&timing), client: ClientAddr(peer) };
         let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let served = graceful.watch(served);
         tokio::spawn(async move {
@@ -133,12 +142,13 @@ async fn accept<S>(
     graceful.shutdown().await;
 }
 
-/// One connection's service: the routes, with the client's address put on each request and the security headers on
-/// each answer.
+/// One connection's service: the routes, with the client's address put on each request, the security headers on
+/// each answer, and each answer timed.
 /// (Generic over the routes' service, whose type warp does not name.)
 #[derive(Clone)]
 struct Connection<S> {
     routes: S,
+    timing: Arc<Routes>,
     client: ClientAddr,
 }
 
@@ -148,12 +158,14 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures::future::Map<S::Future, fn(Result<Response, Infallible>) -> Result<Response, Infallible>>;
+    type Future =
+        Timed<futures::future::Map<S::Future, fn(Result<Response, Infallible>) -> Result<Response, Infallible>>>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         use futures::FutureExt as _;
+        let timer = self.timing.timer(request.uri().path());
         request.extensions_mut().insert(self.client);
-        self.routes.clone().call(request).map(secure as fn(_) -> _)
+        timer.around(self.routes.clone().call(request).map(secure as fn(_) -> _))
     }
 }
 

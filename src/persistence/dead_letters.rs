@@ -87,6 +87,19 @@ impl Database {
         .await
     }
 
+    /// How many dead letters of `kind` wait to be replayed.
+    pub async fn pending_dead_letters(&self, kind: JobKind) -> Result<u64, DbError> {
+        self.run(move |conn| {
+            let pending: i64 = dead_letters::table
+                .filter(dead_letters::kind.eq(kind.as_str()))
+                .filter(dead_letters::reprocessed_at.is_null())
+                .count()
+                .get_result(conn)?;
+            Ok(u64::try_from(pending).unwrap_or(0))
+        })
+        .await
+    }
+
     /// Marks a pending dead letter replayed at `at`; `None` if there is no such letter or it was already replayed
     /// (so two operators replaying at once replay it once).
     pub async fn take_dead_letter(&self, id: DeadLetterId, at: Timestamp) -> Result<Option<DeadLetter>, DbError> {

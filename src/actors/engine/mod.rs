@@ -3,6 +3,7 @@
 //! modules: `purchase` routes a purchase straight to the buyer's shard, `order_steps` carries a buyer's request
 //! about an order to the shard holding it, `reads` finds orders, `views` shows products as buyers and admins see them.
 
+mod census;
 mod controls;
 mod live;
 mod order_steps;
@@ -36,6 +37,7 @@ use super::sale::product::snapshot_clock::SnapshotPolicy;
 use super::sale::product::{ProductDeps, ProductMsg};
 use super::supervision::BackoffPolicy;
 use crate::gateway::PaymentGateway;
+use crate::metrics::Metrics;
 use crate::persistence::{Database, DbError, Journal, JournalError, JournalProjection, SnapshotStore};
 
 /// Tunables of the actor system (see `config/default.toml` for what each means).
@@ -95,6 +97,7 @@ impl Engine {
         snapshots: Arc<dyn SnapshotStore>,
         gateway: Arc<dyn PaymentGateway>,
         settings: EngineSettings,
+        metrics: &Metrics,
     ) -> Result<Self, EngineError> {
         let appender = Appender::new();
         let orders = OrderFeed::start();
@@ -106,11 +109,13 @@ impl Engine {
             journal.dead_letters.clone(),
             settings.alert_webhook.clone(),
             settings.supervision,
+            metrics.lifecycle.clone(),
         );
         let lifecycle = Arc::new(LifecycleDeps {
             gateway,
             catalog: Arc::clone(&catalog),
             office,
+            metrics: metrics.lifecycle.clone(),
             settings: LifecycleSettings {
                 payment_attempts: settings.payment_attempts,
                 callback_timeout: settings.callback_timeout,
@@ -142,6 +147,7 @@ impl Engine {
             lifecycle: Arc::clone(&lifecycle),
             payments: Arc::clone(&payments),
             refunds: Arc::clone(&refunds),
+            journal_metrics: metrics.journal.clone(),
         };
         let (root, _) =
             Actor::spawn(None, RootSupervisor, args).await.map_err(|err| EngineError::Actors(err.to_string()))?;

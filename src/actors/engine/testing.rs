@@ -123,7 +123,8 @@ pub async fn engine_paying(
     let db = Database::connect(&url, 4, Duration::from_secs(5)).unwrap();
     db.migrate().unwrap();
     let journal = wrap(SqlJournal::new(db.clone()));
-    Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), gateway, settings).await.unwrap()
+    let metrics = crate::metrics::Metrics::new().unwrap();
+    Engine::start(db.clone(), journal, Arc::new(SqlSnapshots::new(db)), gateway, settings, &metrics).await.unwrap()
 }
 
 /// An open sale of `stock` units, one per buyer, over two shards.

@@ -21,6 +21,7 @@ use ractor::RpcReplyPort;
 
 use super::group_commit::{Batch, GroupCommit};
 use crate::domain::{JournalEvent, OrderId, Position};
+use crate::metrics::JournalMetrics;
 use crate::persistence::{JournalAppend, JournalError};
 
 /// The journal did not record the event; nothing of it is durable.
@@ -98,6 +99,8 @@ pub struct CommitterConfig {
     pub listener: Arc<dyn CommitListener>,
     pub max_batch: usize,
     pub linger: Duration,
+    /// Each commit's size and time.
+    pub metrics: JournalMetrics,
 }
 
 impl Default for Appender {
@@ -300,8 +303,10 @@ impl Committer {
     }
 
     fn commit(&mut self, Batch { events, acks }: Batch<Ack>) {
+        let started = Instant::now();
         match append_guarded(self.config.journal.as_ref(), &events) {
             Ok(positions) => {
+                self.config.metrics.committed(events.len(), started.elapsed());
                 self.commits.succeeded();
                 let appended = positions.len() as u64;
                 let voids = positions.len() - acks.len();
@@ -309,6 +314,7 @@ impl Committer {
                 self.config.listener.committed(appended);
             }
             Err(err) => {
+                self.config.metrics.failed(events.len(), started.elapsed());
                 tracing::warn!(error = %err, events = acks.len(), "journal append failed; reservations rolled back");
                 self.commits.failed(events.iter().map(JournalEvent::undo).collect());
                 self.tell(acks, std::iter::repeat(Err(AppendFailed)));
@@ -454,6 +460,10 @@ mod tests {
         }
     }
 
+    fn metrics() -> JournalMetrics {
+        crate::metrics::Metrics::new().expect("metrics").journal
+    }
+
     struct Running {
         appender: Appender,
         journal: Arc<Journal>,
@@ -464,7 +474,13 @@ mod tests {
     async fn start(journal: Journal, max_batch: usize, linger: Duration) -> Running {
         let (journal, commits, appender) = (Arc::new(journal), Arc::new(Commits::default()), Appender::new());
         let (exit, exited) = mpsc::channel();
-        let config = CommitterConfig { journal: journal.clone(), listener: commits.clone(), max_batch, linger };
+        let config = CommitterConfig {
+            journal: journal.clone(),
+            listener: commits.clone(),
+            max_batch,
+            linger,
+            metrics: metrics(),
+        };
         appender.connect(config, move |died| exit.send(died).unwrap()).await.unwrap();
         Running { appender, journal, commits, exited }
     }
@@ -477,6 +493,7 @@ mod tests {
                 listener: self.commits.clone(),
                 max_batch: 10,
                 linger: Duration::ZERO,
+                metrics: metrics(),
             };
             self.appender.connect(config, |_| {}).await.unwrap();
         }

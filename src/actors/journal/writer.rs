@@ -10,6 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::committer::{Appender, CommitListener, CommitterConfig};
 use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
+use crate::metrics::JournalMetrics;
 use crate::persistence::JournalAppend;
 
 pub struct JournalWriter;
@@ -21,6 +22,7 @@ pub struct WriterArgs {
     pub listener: Arc<dyn CommitListener>,
     pub max_batch: usize,
     pub linger: Duration,
+    pub metrics: JournalMetrics,
 }
 
 pub struct WriterState {
@@ -46,8 +48,8 @@ impl Actor for JournalWriter {
         myself: ActorRef<WriterMsg>,
         args: WriterArgs,
     ) -> Result<WriterState, ActorProcessingErr> {
-        let WriterArgs { appender, journal, listener, max_batch, linger } = args;
-        let config = CommitterConfig { journal, listener, max_batch, linger };
+        let WriterArgs { appender, journal, listener, max_batch, linger, metrics } = args;
+        let config = CommitterConfig { journal, listener, max_batch, linger, metrics };
         appender
             .connect(config, move |died| {
                 let _ = myself.cast(WriterMsg::CommitterStopped { died });

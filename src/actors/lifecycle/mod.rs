@@ -30,6 +30,7 @@ use super::sale::shard::ShardMsg;
 use super::supervision::BackoffPolicy;
 use crate::domain::{JobKind, OrderStatus, PaymentOrder};
 use crate::gateway::PaymentGateway;
+use crate::metrics::LifecycleMetrics;
 
 /// Tunables of the jobs (see `config/default.toml`).
 #[derive(Debug, Clone)]
@@ -52,6 +53,7 @@ pub struct LifecycleDeps {
     pub catalog: Arc<Catalog>,
     pub office: DeadLetterOffice,
     pub settings: LifecycleSettings,
+    pub metrics: LifecycleMetrics,
 }
 
 /// How one attempt went, when it did not fail.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::actors::supervision::BackoffPolicy;
 use crate::domain::{DeadLetter, NewDeadLetter};
+use crate::metrics::LifecycleMetrics;
 use crate::persistence::{Database, DeadLetterTopic};
 
 /// Tries of writing one letter before it is only logged.
@@ -18,6 +19,7 @@ pub struct DeadLetterOffice {
     topic: Option<Arc<dyn DeadLetterTopic>>,
     alert: Option<(reqwest::Client, String)>,
     retry: BackoffPolicy,
+    metrics: LifecycleMetrics,
 }
 
 impl DeadLetterOffice {
@@ -26,9 +28,10 @@ impl DeadLetterOffice {
         topic: Option<Arc<dyn DeadLetterTopic>>,
         alert_webhook: Option<String>,
         retry: BackoffPolicy,
+        metrics: LifecycleMetrics,
     ) -> Self {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { db, topic, alert: alert_webhook.map(|url| (client, url)), retry }
+        Self { db, topic, alert: alert_webhook.map(|url| (client, url)), retry, metrics }
     }
 
     /// Writes `letter`, then mirrors and announces it.
@@ -48,6 +51,7 @@ impl DeadLetterOffice {
                 }
             }
         };
+        self.metrics.archived();
         tracing::warn!(id = %written.id, kind = written.kind.as_str(), order = %written.payment.order_id,
             reason = %written.reason, "dead letter written");
         if let Some(topic) = &self.topic {

@@ -59,6 +59,19 @@ pub struct Retries {
     state: JobState,
 }
 
+impl JobState {
+    /// The state as the admin's job list and the metrics name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            JobState::Trying => "trying",
+            JobState::Waiting => "waiting",
+            JobState::Succeeded => "succeeded",
+            JobState::DeadLettered => "dead_lettered",
+            JobState::Abandoned => "abandoned",
+        }
+    }
+}
+
 impl Retries {
     pub fn new(schedule: Schedule) -> Self {
         Self { schedule, attempts: Vec::new(), state: JobState::Waiting }

@@ -280,6 +280,7 @@ impl<J: Job> SupervisorState<J> {
             self.workers.remove(&worker.get_id());
         }
         let view = view_of(&record);
+        self.deps.metrics.finished(J::KIND.as_str(), view.state.label());
         if view.state == JobState::DeadLettered {
             let letter = NewDeadLetter {
                 kind: J::KIND,

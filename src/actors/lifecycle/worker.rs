@@ -77,6 +77,10 @@ impl<J: Job> Actor for JobWorker<J> {
         match message {
             WorkerMsg::Try => {
                 let number = state.retries.begin(Timestamp::now());
+                match J::KIND {
+                    JobKind::Payment => state.deps.metrics.payment_attempt(),
+                    JobKind::Refund => state.deps.metrics.compensation_attempt(),
+                }
                 state.report();
                 match state.job.attempt(&state.deps).await {
                     Ok(Tried::Done) => state.retries.succeeded(),
