@@ -12,8 +12,10 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 need_packages=()
 # cmake and libcurl's headers build librdkafka for the Kafka journal (feature `kafka`); chromium and its driver run
-# the browser tests of the pages.
-for package in pkg-config libsqlite3-dev libpq-dev redis-server cmake libcurl4-openssl-dev chromium chromium-driver; do
+# the browser tests of the pages; prometheus brings promtool, which checks the alert rules and scrape configuration
+# under deploy/.
+for package in pkg-config libsqlite3-dev libpq-dev redis-server cmake libcurl4-openssl-dev chromium chromium-driver \
+  prometheus; do
   dpkg -s "$package" >/dev/null 2>&1 || need_packages+=("$package")
 done
 if ((${#need_packages[@]})); then
@@ -76,6 +78,10 @@ export SECKILL_TEST_SCHEMATHESIS="$schemathesis_venv/bin/schemathesis"
 
 # The crowd tests hold a few thousand sockets open at once, and the live test ten thousand WebSockets.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+log "promtool: the operator files under deploy/"
+promtool check rules deploy/prometheus/alerts.yml
+promtool check config deploy/prometheus/prometheus.yml
 
 log "cargo test"
 cargo test --locked --features kafka --lib --bins --tests "$@"

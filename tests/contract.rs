@@ -27,9 +27,10 @@ const MAX_EXAMPLES: &str = "10";
 /// Every operation of the API, as `METHOD /path`: kept here by hand, so that a route added to the router without its
 /// operation in the document (or one documented that the router lost) fails a test. The pages (`/`, `/admin`,
 /// `/assets/…`), the document itself and its viewer (`/docs`) are not API operations.
-const ROUTES: [&str; 44] = [
+const ROUTES: [&str; 45] = [
     "GET /healthz",
     "GET /readyz",
+    "GET /metrics",
     "POST /api/v1/auth/register",
     "POST /api/v1/auth/login",
     "POST /api/v1/auth/password",

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, start_with, Backend, Scratch, TestApp, WEBHOOK_SECRET};
+use common::{eventually, start_with, Backend, Scrape, Scratch, TestApp, WEBHOOK_SECRET};
 use reqwest::StatusCode;
 use seckill::domain::{Timestamp, WebhookKey};
 use serde_json::{json, Value};
@@ -241,10 +241,28 @@ async fn money_after_expiry_is_refunded_and_the_unit_is_sold_once(backend: Backe
     .await;
     assert_eq!(letter["attempts"].as_array().map(Vec::len), Some(3), "one try and two tiers: {letter}");
     assert_eq!(app.order(&resold, next).await.body["refund"], "requested");
+    let pending = [("job", "refund")];
+    eventually("the dead letter shows as pending", Duration::from_secs(5), || async {
+        (Scrape::of(&app).await.value("seckill_dead_letters_pending", &pending) == 1.0).then_some(())
+    })
+    .await;
+    let scrape = Scrape::of(&app).await;
+    assert_eq!(scrape.value("failed_order_archived_total", &[]), 1.0);
+    assert_eq!(scrape.value("compensation_attempt_total", &[]), 4.0, "the first refund's one, and three tries");
+    assert_eq!(scrape.value("compensation_success_total", &[]), 1.0);
     app.simulator(json!({"latency_ms": 5, "failure_rate": 0.0, "fail_next": 0, "silent": false})).await;
     let reprocess = app.url(&format!("/api/v1/admin/dead-letters/{}/reprocess", letter["id"]));
     assert_eq!(app.send(app.client.post(&reprocess).bearer_auth(&app.admin_token)).await.status, StatusCode::ACCEPTED);
     order_becomes(&app, &resold, next, "released", Some("refunded")).await;
+    eventually("the replayed letter is no longer pending", Duration::from_secs(5), || async {
+        (Scrape::of(&app).await.value("seckill_dead_letters_pending", &pending) == 0.0).then_some(())
+    })
+    .await;
+    let scrape = Scrape::of(&app).await;
+    assert_eq!(scrape.value("compensation_attempt_total", &[]), 5.0, "and the replay's");
+    assert_eq!(scrape.value("compensation_success_total", &[]), 2.0);
+    let refunds = [("job", "refund"), ("state", "succeeded")];
+    assert_eq!(scrape.value("seckill_jobs_finished_total", &refunds), 2.0);
     let compensations = app.admin_get("/api/v1/admin/compensations").await;
     assert!(
         compensations["jobs"]

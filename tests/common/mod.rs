@@ -6,16 +6,18 @@
 //! ones); a server that is not there fails the test, it is never skipped.
 //!
 //! By job: `scratch` makes the backends a test owns, `servers` runs server processes a test owns, `api` talks to
-//! the service, and `wait` is how every test waits for something to become true.
+//! the service, `scrape` reads its metrics, and `wait` is how every test waits for something to become true.
 
 #![allow(dead_code, unused_imports)]
 
 mod api;
+mod scrape;
 mod scratch;
 mod servers;
 mod wait;
 
 pub use api::{Answer, Api};
+pub use scrape::Scrape;
 pub use scratch::{kafka_brokers, postgres_admin_url, redis_url, Backend, Scratch};
 pub use servers::{free_port, Server};
 pub use wait::{eventually, eventually_every, poll, Probe};
