@@ -98,23 +98,23 @@ pub struct RefusalMetrics {
     blacklisted: Resolved<2>,
 }
 
-/// A counter per label value, resolved up front; a value not listed is counted under `other`.
+/// A counter per label value, resolved up front; a value not listed is resolved when it comes.
 struct Resolved<const N: usize> {
+    counters: IntCounterVec,
     each: [(&'static str, IntCounter); N],
-    other: IntCounter,
 }
 
 impl<const N: usize> Resolved<N> {
-    fn new(counters: &IntCounterVec, values: [&'static str; N]) -> Self {
-        Self {
-            each: values.map(|value| (value, counters.with_label_values(&[value]))),
-            other: counters.with_label_values(&["other"]),
-        }
+    fn new(counters: IntCounterVec, values: [&'static str; N]) -> Self {
+        let each = values.map(|value| (value, counters.with_label_values(&[value])));
+        Self { counters, each }
     }
 
     fn inc(&self, value: &str) {
-        let found = self.each.iter().find(|(each, _)| *each == value);
-        found.map_or(&self.other, |(_, counter)| counter).inc();
+        match self.each.iter().find(|(each, _)| *each == value) {
+            Some((_, counter)) => counter.inc(),
+            None => self.counters.with_label_values(&[value]).inc(),
+        }
     }
 }
 
@@ -131,8 +131,8 @@ impl RefusalMetrics {
             &["subject"],
         )?;
         Ok(Self {
-            rate_limited: Resolved::new(&rate_limited, ["user", "ip", "global", "login_ip", "login_user"]),
-            blacklisted: Resolved::new(&blacklisted, ["user", "ip"]),
+            rate_limited: Resolved::new(rate_limited, ["user", "ip", "global", "login_ip", "login_user"]),
+            blacklisted: Resolved::new(blacklisted, ["user", "ip"]),
         })
     }
 
@@ -212,6 +212,21 @@ mod tests {
         assert!(text.contains("seckill_purchases_total{code=\"ACCEPTED\",outcome=\"accepted\"} 1"), "{text}");
         assert!(text.contains("seckill_purchases_total{code=\"SOLD_OUT\",outcome=\"refused\"} 3"), "{text}");
         assert!(text.contains("seckill_purchases_total{code=\"UNAVAILABLE\",outcome=\"failed\"} 1"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn refusals_count_by_scope_and_subject() -> Result<(), MetricsError> {
+        let metrics = Metrics::new()?;
+        metrics.refusals.rate_limited("user");
+        metrics.refusals.rate_limited("user");
+        metrics.refusals.rate_limited("somewhere");
+        metrics.refusals.blacklisted("ip");
+        let text = metrics.render()?;
+        assert!(text.contains("seckill_rate_limited_total{scope=\"user\"} 2"), "{text}");
+        assert!(text.contains("seckill_rate_limited_total{scope=\"somewhere\"} 1"), "{text}");
+        assert!(text.contains("seckill_rate_limited_total{scope=\"global\"} 0"), "{text}");
+        assert!(text.contains("seckill_blacklisted_total{subject=\"ip\"} 1"), "{text}");
         Ok(())
     }
 
