@@ -5,7 +5,7 @@
 //!
 //! - Buyers are minted before the clock starts (`/admin/users/bulk`, which skips argon2), so the measured phase is
 //!   nothing but purchases: each buyer sends exactly one, `--concurrency` workers pull buyers from a shared counter,
-//!   and each worker keeps its own latency histogram, merged once the phase is over.
+//!   and each worker keeps its own latency histogram and timeline (`timeline`), merged once the phase is over.
 //! - The client must not eat the server's CPU: on a shared machine a heavy client lowers the service's throughput
 //!   and lengthens every latency it reports. Each worker sends on a keep-alive connection it owns and drives itself,
 //!   opened before the clock starts (`connection`).
@@ -24,6 +24,7 @@ mod lifecycle;
 mod load;
 mod report;
 mod subscribers;
+mod timeline;
 mod workload;
 
 use std::collections::HashMap;

@@ -11,6 +11,7 @@ use super::audit::Correctness;
 use super::lifecycle::LifecycleReport;
 use super::load::{LatencySummary, PhaseStats};
 use super::subscribers::FeedReport;
+use super::timeline::Series;
 
 /// Everything one run measured.
 #[derive(Serialize)]
@@ -48,6 +49,7 @@ pub(super) struct Baseline {
     pub healthz_rps: f64,
     pub healthz_latency_ms: LatencySummary,
     pub healthz_outcomes: BTreeMap<String, u64>,
+    pub healthz_timeline: Series,
     pub purchase_to_healthz_ratio: f64,
     /// Whether a snapshot of the sale was still due or being saved when the baseline began (after waiting for it
     /// up to `SNAPSHOT_WAIT`), so that it may have shared the machine with the baseline.
@@ -62,6 +64,7 @@ impl Baseline {
             healthz_rps: healthz.throughput_rps,
             healthz_latency_ms: healthz.latency_ms,
             healthz_outcomes: healthz.outcomes,
+            healthz_timeline: healthz.timeline,
             purchase_to_healthz_ratio: ratio,
             snapshot_pending,
         }
