@@ -1,5 +1,5 @@
-//! The bench's report: a human summary on stderr, the same figures as JSON on stdout (and optionally in a file),
-//! and the verdict that decides the exit status.
+//! The bench's report: a human summary on stderr, the same figures as JSON on stdout (and optionally in a file), as
+//! an HTML page with charts (optionally), and the verdict that decides the exit status.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,11 +16,21 @@ use super::timeline::Series;
 /// Everything one run measured.
 #[derive(Serialize)]
 pub(super) struct Report {
+    /// When the run began: UTC, RFC 3339.
+    pub started_at: String,
+    /// The version of the `seckill` package the bench was built from.
+    pub bench_version: &'static str,
+    /// `--label`: what the run measured, in its author's words (backends, commit, machine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     pub url: String,
     pub product_id: i64,
     pub users: usize,
     pub stock: u64,
     pub concurrency: usize,
+    pub per_user_limit: u32,
+    /// The sale's stock shards, as the service made them.
+    pub shards: u32,
     #[serde(flatten)]
     pub purchase: PhaseStats,
     pub projector: Settlement,
@@ -95,12 +105,17 @@ impl Report {
     }
 }
 
-/// Prints the summary to stderr and the JSON report to stdout, and writes the JSON to `json_path` if given.
-pub(super) fn emit(report: &Report, json_path: Option<&Path>) -> Result<()> {
+/// Prints the summary to stderr and the JSON report to stdout, and writes the JSON to `json_path` and the HTML page
+/// to `html_path` if given.
+pub(super) fn emit(report: &Report, json_path: Option<&Path>, html_path: Option<&Path>) -> Result<()> {
     print_summary(report);
     let json = serde_json::to_string_pretty(report).context("serializing the report")?;
     if let Some(path) = json_path {
         std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = html_path {
+        let page = super::html::render(report).context("rendering the HTML report")?;
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
     }
     println!("{json}");
     Ok(())
@@ -109,7 +124,10 @@ pub(super) fn emit(report: &Report, json_path: Option<&Path>) -> Result<()> {
 fn print_summary(report: &Report) {
     let purchase = &report.purchase;
     eprintln!("seckill bench against {} (product {})", report.url, report.product_id);
-    eprintln!("  users {}, stock {}, concurrency {}", report.users, report.stock, report.concurrency);
+    eprintln!(
+        "  users {}, stock {}, concurrency {}, shards {}",
+        report.users, report.stock, report.concurrency, report.shards
+    );
     eprintln!(
         "  purchases: {} requests in {:.2} s, {:.0} req/s",
         purchase.requests,
