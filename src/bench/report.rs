@@ -82,7 +82,8 @@ impl Baseline {
 }
 
 impl Report {
-    /// Fails if correctness could not be checked, or if a unit was oversold, left unsold, lost or duplicated.
+    /// Fails if correctness could not be checked, if a unit was oversold, left unsold, lost or duplicated, or if the
+    /// product's stock ledger did not add up.
     pub fn verdict(&self) -> Result<()> {
         let Some(correctness) = &self.correctness else {
             bail!(
@@ -91,17 +92,20 @@ impl Report {
             );
         };
         let failures = correctness.failures();
+        if !failures.is_empty() {
+            let listed: Vec<String> = failures.iter().map(|(name, count)| format!("{name} {count}")).collect();
+            bail!("correctness check failed: {}", listed.join(", "));
+        }
+        if !correctness.invariant_holds {
+            bail!("the product's stock ledger does not add up (invariant broken)");
+        }
         if let Some(lifecycle) = self.lifecycle.as_ref().filter(|lifecycle| !lifecycle.every_unit_accounted) {
             bail!("order lifecycle check failed: {lifecycle:?}");
         }
         if let Some(feed) = self.stock_feed.as_ref().filter(|feed| feed.rises > 0 || !feed.all_reached_final) {
             bail!("stock feed check failed: {feed:?}");
         }
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let listed: Vec<String> = failures.iter().map(|(name, count)| format!("{name} {count}")).collect();
-        bail!("correctness check failed: {}", listed.join(", "))
+        Ok(())
     }
 }
 
