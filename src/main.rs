@@ -28,14 +28,14 @@ enum Command {
     /// Apply pending database migrations and exit.
     Migrate,
     /// Drive a flash crowd against a running service and report throughput, latency and correctness.
-    Bench(seckill::bench::BenchArgs),
+    Bench(Box<seckill::bench::BenchArgs>),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Bench(args)) = cli.command {
-        return seckill::bench::run(args).await;
+        return seckill::bench::run(*args).await;
     }
     let settings = Settings::load(cli.config.as_deref())?;
     seckill::telemetry::init(settings.log.format, &settings.log.level);

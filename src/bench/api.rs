@@ -49,6 +49,7 @@ pub(super) struct ProjectorStats {
 #[derive(Deserialize)]
 pub(super) struct ProductView {
     pub invariant_holds: bool,
+    pub shard_count: u32,
     /// The sale's stock with every restock, as the service counts it.
     pub stock_total: u64,
     #[serde(default)]

@@ -1,7 +1,7 @@
 //! The load driver every measured phase shares: `concurrency` workers take tickets from one atomic counter until
 //! the phase's limit, each sends its workload's request for the ticket on a connection of its own, and each keeps a
-//! private tally (latency histogram, outcome counts, acknowledged orders) so the hot loop takes no lock; tallies
-//! merge when all are done.
+//! private tally (latency histogram, outcome counts, acknowledged orders, timeline) so the hot loop takes no lock;
+//! tallies merge when all are done.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
-use hdrhistogram::Histogram;
+use hdrhistogram::{Counter, Histogram};
+use hyper::StatusCode;
 use indicatif::ProgressBar;
 use serde::{Serialize, Serializer};
 
 use super::audit::Accepted;
 use super::connection::{Connection, Endpoint};
+use super::timeline::{Class, Series, Timeline};
 
 /// How many connections are opened at once before a phase starts.
 const CONNECTING_PARALLELISM: usize = 32;
@@ -38,16 +40,23 @@ pub(super) trait Workload: Send + Sync + 'static {
     fn send(&self, connection: &mut Connection, ticket: usize) -> impl Future<Output = Outcome> + Send;
 }
 
-/// How one request went: a label such as `202`, `409 SOLD_OUT` or `error: timeout`, and the order it won, if any.
+/// How one request went: a label such as `202`, `409 SOLD_OUT` or `error: timeout`, its class, and the order it
+/// won, if any.
 pub(super) struct Outcome {
     pub label: String,
+    pub class: Class,
     pub accepted: Option<Accepted>,
 }
 
 impl Outcome {
-    /// An outcome that won no order.
-    pub fn labelled(label: String) -> Self {
-        Self { label, accepted: None }
+    /// An answer with `status` that won no order.
+    pub fn answered(status: StatusCode, label: String) -> Self {
+        Self { label, class: Class::of(status), accepted: None }
+    }
+
+    /// A request that got no answer.
+    pub fn failed(label: String) -> Self {
+        Self { label, class: Class::Failed, accepted: None }
     }
 }
 
@@ -69,6 +78,7 @@ pub(super) struct PhaseStats {
     pub throughput_rps: f64,
     pub latency_ms: LatencySummary,
     pub outcomes: BTreeMap<String, u64>,
+    pub timeline: Series,
 }
 
 /// Latency percentiles in milliseconds.
@@ -120,11 +130,11 @@ pub(super) async fn drive<W: Workload>(
     for tally in finished {
         total.merge(tally.context("a load worker panicked")??)?;
     }
-    Ok(total.into_phase(elapsed))
+    total.into_phase(elapsed)
 }
 
 /// Latency percentiles of a histogram of microseconds; all zero if it is empty.
-pub(super) fn summarize(latency_us: &Histogram<u64>) -> LatencySummary {
+pub(super) fn summarize<T: Counter>(latency_us: &Histogram<T>) -> LatencySummary {
     let ms = |micros: u64| micros as f64 / 1000.0;
     let at = |quantile: f64| ms(latency_us.value_at_quantile(quantile));
     LatencySummary { p50: at(0.50), p90: at(0.90), p99: at(0.99), p99_9: at(0.999), max: ms(latency_us.max()) }
@@ -174,7 +184,8 @@ impl<W: Workload> Worker<W> {
         while let Some(ticket) = self.tickets.take() {
             let sent = Instant::now();
             let outcome = self.workload.send(&mut self.connection, ticket).await;
-            tally.record(sent.elapsed(), outcome)?;
+            let answered = Instant::now();
+            tally.record(answered - self.tickets.started, answered - sent, outcome)?;
             progress.inc(1);
         }
         Ok(tally)
@@ -186,6 +197,7 @@ struct Tally {
     latency_us: Histogram<u64>,
     outcomes: HashMap<String, u64>,
     accepted: Vec<Accepted>,
+    timeline: Timeline,
 }
 
 impl Tally {
@@ -193,12 +205,14 @@ impl Tally {
         let mut latency_us = Histogram::new_with_bounds(1, EXPECTED_MAX_LATENCY_US, SIGNIFICANT_DIGITS)
             .context("creating a latency histogram")?;
         latency_us.auto(true);
-        Ok(Self { latency_us, outcomes: HashMap::new(), accepted: Vec::new() })
+        Ok(Self { latency_us, outcomes: HashMap::new(), accepted: Vec::new(), timeline: Timeline::new()? })
     }
 
-    fn record(&mut self, latency: Duration, outcome: Outcome) -> Result<()> {
+    /// Counts a request answered `at` after the phase started, which took `latency`.
+    fn record(&mut self, at: Duration, latency: Duration, outcome: Outcome) -> Result<()> {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.latency_us.record(micros).context("recording a latency")?;
+        self.timeline.record(at, latency, outcome.class)?;
         *self.outcomes.entry(outcome.label).or_default() += 1;
         self.accepted.extend(outcome.accepted);
         Ok(())
@@ -206,6 +220,7 @@ impl Tally {
 
     fn merge(&mut self, other: Tally) -> Result<()> {
         self.latency_us.add(&other.latency_us).context("merging latency histograms")?;
+        self.timeline.merge(other.timeline)?;
         for (label, count) in other.outcomes {
             *self.outcomes.entry(label).or_default() += count;
         }
@@ -213,7 +228,7 @@ impl Tally {
         Ok(())
     }
 
-    fn into_phase(self, duration: Duration) -> Phase {
+    fn into_phase(self, duration: Duration) -> Result<Phase> {
         let requests = self.latency_us.len();
         let seconds = duration.as_secs_f64();
         let stats = PhaseStats {
@@ -222,8 +237,9 @@ impl Tally {
             throughput_rps: if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
             latency_ms: summarize(&self.latency_us),
             outcomes: self.outcomes.into_iter().collect(),
+            timeline: self.timeline.into_series(duration)?,
         };
-        Phase { stats, accepted: self.accepted }
+        Ok(Phase { stats, accepted: self.accepted })
     }
 }
 
@@ -237,7 +253,7 @@ mod tests {
 
     #[test]
     fn summary_reports_percentiles_in_milliseconds() -> Result<()> {
-        let mut latency_us = Histogram::new(SIGNIFICANT_DIGITS)?;
+        let mut latency_us = Histogram::<u64>::new(SIGNIFICANT_DIGITS)?;
         for millis in 1..=1000 {
             latency_us.record(millis * 1000)?;
         }
@@ -253,25 +269,32 @@ mod tests {
 
     #[test]
     fn an_empty_summary_is_all_zero() -> Result<()> {
-        let summary = summarize(&Histogram::new(SIGNIFICANT_DIGITS)?);
+        let summary = summarize(&Histogram::<u64>::new(SIGNIFICANT_DIGITS)?);
         assert_eq!(summary, LatencySummary { p50: 0.0, p90: 0.0, p99: 0.0, p99_9: 0.0, max: 0.0 });
         Ok(())
     }
 
     #[test]
     fn merged_tallies_add_up() -> Result<()> {
+        let sold_out = || Outcome::answered(StatusCode::CONFLICT, "409 SOLD_OUT".into());
+        let (early, late) = (Duration::from_millis(10), Duration::from_millis(1900));
         let mut first = Tally::new()?;
-        first.record(Duration::from_millis(2), Outcome::labelled("409 SOLD_OUT".into()))?;
+        first.record(early, Duration::from_millis(2), sold_out())?;
         let mut second = Tally::new()?;
         let order = Accepted { order_id: "o".into(), user_id: 7 };
-        second.record(Duration::from_millis(4), Outcome { label: "202".into(), accepted: Some(order.clone()) })?;
-        second.record(Duration::from_millis(6), Outcome::labelled("409 SOLD_OUT".into()))?;
+        let reserved = Outcome { label: "202".into(), class: Class::Succeeded, accepted: Some(order.clone()) };
+        second.record(early, Duration::from_millis(4), reserved)?;
+        second.record(late, Duration::from_millis(6), sold_out())?;
         first.merge(second)?;
-        let phase = first.into_phase(Duration::from_secs(2));
+        let phase = first.into_phase(Duration::from_secs(2))?;
         assert_eq!(phase.stats.requests, 3);
         assert_eq!(phase.stats.throughput_rps, 1.5);
         assert_eq!(phase.stats.outcomes, BTreeMap::from([("202".to_owned(), 1), ("409 SOLD_OUT".to_owned(), 2)]));
         assert_eq!(phase.accepted, [order]);
+        let points = &phase.stats.timeline.points;
+        let (first_interval, last_interval) = (&points[0], &points[points.len() - 1]);
+        assert_eq!((first_interval.succeeded, first_interval.refused), (1, 1));
+        assert_eq!((last_interval.succeeded, last_interval.refused), (0, 1));
         Ok(())
     }
 

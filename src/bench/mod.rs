@@ -1,11 +1,12 @@
 //! `seckill bench`: a flash crowd driven against a running service over HTTP, reported as throughput, latency
-//! percentiles and correctness counts.
+//! percentiles and correctness counts, over the whole run and interval by interval (`--report` draws them on one
+//! HTML page).
 //!
 //! The bench is shaped by what it must not distort:
 //!
 //! - Buyers are minted before the clock starts (`/admin/users/bulk`, which skips argon2), so the measured phase is
 //!   nothing but purchases: each buyer sends exactly one, `--concurrency` workers pull buyers from a shared counter,
-//!   and each worker keeps its own latency histogram, merged once the phase is over.
+//!   and each worker keeps its own latency histogram and timeline (`timeline`), merged once the phase is over.
 //! - The client must not eat the server's CPU: on a shared machine a heavy client lowers the service's throughput
 //!   and lengthens every latency it reports. Each worker sends on a keep-alive connection it owns and drives itself,
 //!   opened before the clock starts (`connection`).
@@ -20,10 +21,12 @@
 mod api;
 mod audit;
 mod connection;
+mod html;
 mod lifecycle;
 mod load;
 mod report;
 mod subscribers;
+mod timeline;
 mod workload;
 
 use std::collections::HashMap;
@@ -94,6 +97,12 @@ pub struct BenchArgs {
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page (charts over time, outcomes, correctness) to this file.
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// A note on what the run measured (backends, commit, machine), carried in the JSON and at the top of the page.
+    #[arg(long)]
+    label: Option<String>,
     /// How long to wait, after the load, for the order projector to catch up.
     #[arg(long, default_value_t = 120)]
     settle_timeout_secs: u64,
@@ -119,6 +128,7 @@ fn fraction(text: &str) -> Result<f64, String> {
 
 /// Runs the bench; fails (after printing the report) if the projector never caught up or a unit went astray.
 pub async fn run(args: BenchArgs) -> Result<()> {
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let password = match &args.admin_password {
         Some(password) => password.clone(),
         None => std::fs::read_to_string(&args.admin_password_file)
@@ -128,6 +138,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     let api = Api::login(http_client()?, &args.url, &args.admin_user, &password).await?;
     let product = api.create_product(&new_product(&args)).await?;
+    let shards = api.product(product).await?.shard_count;
     let buyers = prepare_buyers(&api, args.users).await?;
     let tokens: HashMap<i64, String> = match args.pay {
         Some(_) => buyers.iter().map(|buyer| (buyer.user_id, buyer.access_token.clone())).collect(),
@@ -165,11 +176,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
 
     let report = Report {
+        started_at,
+        bench_version: env!("CARGO_PKG_VERSION"),
+        label: args.label.clone(),
         url: args.url.clone(),
         product_id: product,
         users: args.users,
         stock: args.stock,
         concurrency: args.concurrency,
+        per_user_limit: args.per_user_limit,
+        shards,
         purchase: purchases.stats,
         projector: settlement,
         correctness,
@@ -177,7 +193,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         stock_feed,
         baseline,
     };
-    report::emit(&report, args.json.as_deref())?;
+    report::emit(&report, args.json.as_deref(), args.report.as_deref())?;
     report.verdict()
 }
 

@@ -1,5 +1,5 @@
-//! The bench's report: a human summary on stderr, the same figures as JSON on stdout (and optionally in a file),
-//! and the verdict that decides the exit status.
+//! The bench's report: a human summary on stderr, the same figures as JSON on stdout (and optionally in a file), as
+//! an HTML page with charts (optionally), and the verdict that decides the exit status.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,15 +11,26 @@ use super::audit::Correctness;
 use super::lifecycle::LifecycleReport;
 use super::load::{LatencySummary, PhaseStats};
 use super::subscribers::FeedReport;
+use super::timeline::Series;
 
 /// Everything one run measured.
 #[derive(Serialize)]
 pub(super) struct Report {
+    /// When the run began: UTC, RFC 3339.
+    pub started_at: String,
+    /// The version of the `seckill` package the bench was built from.
+    pub bench_version: &'static str,
+    /// `--label`: what the run measured, in its author's words (backends, commit, machine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     pub url: String,
     pub product_id: i64,
     pub users: usize,
     pub stock: u64,
     pub concurrency: usize,
+    pub per_user_limit: u32,
+    /// The sale's stock shards, as the service made them.
+    pub shards: u32,
     #[serde(flatten)]
     pub purchase: PhaseStats,
     pub projector: Settlement,
@@ -48,6 +59,7 @@ pub(super) struct Baseline {
     pub healthz_rps: f64,
     pub healthz_latency_ms: LatencySummary,
     pub healthz_outcomes: BTreeMap<String, u64>,
+    pub healthz_timeline: Series,
     pub purchase_to_healthz_ratio: f64,
     /// Whether a snapshot of the sale was still due or being saved when the baseline began (after waiting for it
     /// up to `SNAPSHOT_WAIT`), so that it may have shared the machine with the baseline.
@@ -62,6 +74,7 @@ impl Baseline {
             healthz_rps: healthz.throughput_rps,
             healthz_latency_ms: healthz.latency_ms,
             healthz_outcomes: healthz.outcomes,
+            healthz_timeline: healthz.timeline,
             purchase_to_healthz_ratio: ratio,
             snapshot_pending,
         }
@@ -69,7 +82,8 @@ impl Baseline {
 }
 
 impl Report {
-    /// Fails if correctness could not be checked, or if a unit was oversold, left unsold, lost or duplicated.
+    /// Fails if correctness could not be checked, if a unit was oversold, left unsold, lost or duplicated, or if the
+    /// product's stock ledger did not add up.
     pub fn verdict(&self) -> Result<()> {
         let Some(correctness) = &self.correctness else {
             bail!(
@@ -78,26 +92,34 @@ impl Report {
             );
         };
         let failures = correctness.failures();
+        if !failures.is_empty() {
+            let listed: Vec<String> = failures.iter().map(|(name, count)| format!("{name} {count}")).collect();
+            bail!("correctness check failed: {}", listed.join(", "));
+        }
+        if !correctness.invariant_holds {
+            bail!("the product's stock ledger does not add up (invariant broken)");
+        }
         if let Some(lifecycle) = self.lifecycle.as_ref().filter(|lifecycle| !lifecycle.every_unit_accounted) {
             bail!("order lifecycle check failed: {lifecycle:?}");
         }
         if let Some(feed) = self.stock_feed.as_ref().filter(|feed| feed.rises > 0 || !feed.all_reached_final) {
             bail!("stock feed check failed: {feed:?}");
         }
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let listed: Vec<String> = failures.iter().map(|(name, count)| format!("{name} {count}")).collect();
-        bail!("correctness check failed: {}", listed.join(", "))
+        Ok(())
     }
 }
 
-/// Prints the summary to stderr and the JSON report to stdout, and writes the JSON to `json_path` if given.
-pub(super) fn emit(report: &Report, json_path: Option<&Path>) -> Result<()> {
+/// Prints the summary to stderr and the JSON report to stdout, and writes the JSON to `json_path` and the HTML page
+/// to `html_path` if given.
+pub(super) fn emit(report: &Report, json_path: Option<&Path>, html_path: Option<&Path>) -> Result<()> {
     print_summary(report);
     let json = serde_json::to_string_pretty(report).context("serializing the report")?;
     if let Some(path) = json_path {
         std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = html_path {
+        let page = super::html::render(report).context("rendering the HTML report")?;
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
     }
     println!("{json}");
     Ok(())
@@ -106,7 +128,10 @@ pub(super) fn emit(report: &Report, json_path: Option<&Path>) -> Result<()> {
 fn print_summary(report: &Report) {
     let purchase = &report.purchase;
     eprintln!("seckill bench against {} (product {})", report.url, report.product_id);
-    eprintln!("  users {}, stock {}, concurrency {}", report.users, report.stock, report.concurrency);
+    eprintln!(
+        "  users {}, stock {}, concurrency {}, shards {}",
+        report.users, report.stock, report.concurrency, report.shards
+    );
     eprintln!(
         "  purchases: {} requests in {:.2} s, {:.0} req/s",
         purchase.requests,

@@ -78,8 +78,8 @@ impl Workload for Purchase {
             .body(Full::new(self.body.clone()));
         match exchange(connection, request).await {
             Ok((status, body)) if status == StatusCode::ACCEPTED => receipt(&body, buyer.user_id),
-            Ok((status, body)) => Outcome::labelled(status_label(status, &body)),
-            Err(label) => Outcome::labelled(label),
+            Ok((status, body)) => Outcome::answered(status, status_label(status, &body)),
+            Err(label) => Outcome::failed(label),
         }
     }
 }
@@ -102,8 +102,8 @@ impl Workload for Healthz {
 
     async fn send(&self, connection: &mut Connection, _ticket: usize) -> Outcome {
         match exchange(connection, self.endpoint.request(Method::GET).body(Full::new(Bytes::new()))).await {
-            Ok((status, body)) => Outcome::labelled(status_label(status, &body)),
-            Err(label) => Outcome::labelled(label),
+            Ok((status, body)) => Outcome::answered(status, status_label(status, &body)),
+            Err(label) => Outcome::failed(label),
         }
     }
 }
@@ -121,10 +121,12 @@ async fn exchange(
 fn receipt(body: &[u8], user_id: i64) -> Outcome {
     match serde_json::from_slice::<Receipt>(body) {
         Ok(receipt) => Outcome {
-            label: StatusCode::ACCEPTED.as_str().to_owned(),
             accepted: Some(Accepted { order_id: receipt.order_id, user_id }),
+            ..Outcome::answered(StatusCode::ACCEPTED, StatusCode::ACCEPTED.as_str().to_owned())
         },
-        Err(_) => Outcome::labelled(format!("{} without order_id", StatusCode::ACCEPTED.as_str())),
+        Err(_) => {
+            Outcome::answered(StatusCode::ACCEPTED, format!("{} without order_id", StatusCode::ACCEPTED.as_str()))
+        }
     }
 }
 
