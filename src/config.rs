@@ -32,6 +32,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub secrets: SecretsSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -299,6 +300,58 @@ pub enum LogFormat {
     Json,
 }
 
+/// Traces: where spans are sent, and how many. No endpoint, no traces.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// The collector's OTLP/HTTP address, `http://host:4318` (spans go to its `/v1/traces`) or the whole URL
+    /// ending in `/v1/traces`; empty: no traces. Kept from logs, as it may carry credentials.
+    pub otlp_endpoint: Secret,
+    pub service_name: String,
+    /// Share of traces kept, 0.0 to 1.0, decided where a trace starts; the spans of a kept trace are all kept.
+    pub sample_ratio: f64,
+    /// Finished spans waiting for export at most; past it, new ones are dropped.
+    pub max_queue: usize,
+    /// How often waiting spans are sent.
+    pub export_interval_ms: u64,
+    /// An export the collector has not answered in this time is given up (its spans are dropped).
+    pub export_timeout_ms: u64,
+}
+
+impl TelemetrySettings {
+    /// Where spans are sent, if anywhere.
+    pub fn traces_url(&self) -> Result<Option<String>, ConfigError> {
+        let endpoint = self.otlp_endpoint.expose().trim().trim_end_matches('/');
+        if endpoint.is_empty() {
+            return Ok(None);
+        }
+        let url = match endpoint.ends_with("/v1/traces") {
+            true => endpoint.to_owned(),
+            false => format!("{endpoint}/v1/traces"),
+        };
+        // This build speaks plain HTTP only (no TLS stack): a collector on the host or in the network forwards on.
+        let plain = endpoint.strip_prefix("http://").is_some_and(|rest| !rest.is_empty());
+        if !plain || url.parse::<warp::http::Uri>().is_err() {
+            return Err(ConfigError(
+                "telemetry.otlp_endpoint is not an http:// URL (send to a collector that forwards over TLS)".into(),
+            ));
+        }
+        Ok(Some(url))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.traces_url()?;
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(ConfigError(format!("telemetry.sample_ratio: {} is not between 0 and 1", self.sample_ratio)));
+        }
+        if self.max_queue == 0 || self.export_interval_ms == 0 || self.export_timeout_ms == 0 {
+            return Err(ConfigError(
+                "telemetry.max_queue, export_interval_ms and export_timeout_ms must be above 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A value that must never reach a log: `Debug` prints `<redacted>`. Empty means not set.
 #[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
@@ -355,6 +408,7 @@ impl Settings {
             return Err(ConfigError("payments.webhook_secret must be at least 32 characters".into()));
         }
         settings.compensation.retry_waits()?;
+        settings.telemetry.check()?;
         Ok(settings)
     }
 
@@ -508,6 +562,31 @@ mod tests {
         assert_eq!(from_env.expect("loads with the variable set"), 1234, "{var} goes over the file");
         assert_eq!(overridden.expect("loads with an override"), 4321, "an override goes over {var}");
         assert_eq!(load(None, &[]).expect("loads").sale.purchase_timeout_ms, before, "{var} is as before");
+    }
+
+    #[test]
+    fn traces_go_nowhere_unless_configured_and_only_to_a_plain_http_collector() {
+        let settings = load(None, &[]).expect("loads");
+        assert_eq!(settings.telemetry.traces_url().unwrap(), None, "no exporter by default");
+        let url = |endpoint: &str| {
+            let otlp_endpoint = Secret::from(endpoint.to_owned());
+            TelemetrySettings { otlp_endpoint, ..settings.telemetry.clone() }.traces_url()
+        };
+        let traces = Some("http://collector:4318/v1/traces".to_owned());
+        assert_eq!(url("http://collector:4318").unwrap(), traces, "spans go to the collector's /v1/traces");
+        assert_eq!(url(" http://collector:4318/ ").unwrap(), traces);
+        assert_eq!(url("http://collector:4318/v1/traces").unwrap(), traces, "a whole URL is taken as it is");
+        for refused in ["https://collector:4318", "collector:4318", "http://", "http://a collector"] {
+            assert!(url(refused).is_err(), "{refused} is refused");
+        }
+        let credentials = url("https://user:password@collector").expect_err("refused").to_string();
+        assert!(!credentials.contains("password"), "the refusal does not show the address: {credentials}");
+        let endpoint = ("telemetry.otlp_endpoint".to_owned(), "http://127.0.0.1:4318".to_owned());
+        let on = load(None, &[endpoint]).expect("loads with an endpoint");
+        assert_eq!(on.telemetry.traces_url().unwrap().as_deref(), Some("http://127.0.0.1:4318/v1/traces"));
+        let ratio = ("telemetry.sample_ratio".to_owned(), "1.5".to_owned());
+        let refused = load(None, &[ratio]).expect_err("a ratio above 1").to_string();
+        assert!(refused.contains("telemetry.sample_ratio"), "{refused}");
     }
 
     #[test]

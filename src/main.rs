@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         return seckill::bench::run(*args).await;
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    seckill::telemetry::init(settings.log.format, &settings.log.level);
+    let telemetry = seckill::telemetry::init(&settings).context("setting up logs and traces")?;
     match cli.command {
         Some(Command::Migrate) => {
             let applied = open_database(&settings).context("migrating")?;
@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
             app.stop().await;
         }
     }
+    telemetry.shutdown().await;
     Ok(())
 }
 

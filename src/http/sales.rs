@@ -115,8 +115,10 @@ async fn buy(
     pass: Option<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
+    let traced = purchase_span();
     admit(state, Some(&caller), client.map(|client| client.ip()))?;
     let product: ProductId = segment(&id)?;
+    traced.record("product_id", product.get());
     let key = key.map(IdempotencyKey::try_from).transpose()?;
     let quantity = if body.iter().all(u8::is_ascii_whitespace) {
         Quantity::try_from(1).map_err(Problem::from)?
@@ -125,8 +127,24 @@ async fn buy(
     };
     let spend = || state.passes.redeem(pass.as_deref(), caller.user, product, Timestamp::now());
     let receipt = state.engine.purchase(product, caller.user, quantity, key, spend).await?;
+    traced.record("order_id", tracing::field::display(receipt.order_id));
     let body = Reserved { order_id: receipt.order_id, status: OrderStatus::Reserved, pay_before: receipt.pay_before };
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response())
+}
+
+/// The request's span, named after the purchase route (while traces are off there is none, and recording on it does
+/// nothing).
+fn purchase_span() -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("http.route", "/api/v1/products/{id}/purchase");
+        // It was named by its method when it started: only OpenTelemetry's own handle renames it now.
+        span.context().span().update_name("POST /api/v1/products/{id}/purchase");
+    }
+    span
 }
 
 /// The `200` answer to a seckill token request.

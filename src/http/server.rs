@@ -7,13 +7,16 @@
 //! served), and a connection whose next request head has not arrived in time is closed. hyper starts that clock as
 //! soon as a connection waits for a request — when it opens and after each answer — so the same setting bounds a
 //! slow client's headers and an idle keep-alive: a separate idle clock would cost a timer reset per request.
-//! Security headers and CORS are added here too, around the routes, so no route can forget them.
+//! Security headers and CORS are added here too, around the routes, so no route can forget them, and each request
+//! gets its span here, the root of its trace (a DEBUG span: while traces are off it is never enabled).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -23,6 +26,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_layer::Layer as _;
+use tracing::field::Empty;
+use tracing::Span;
 use warp::filters::BoxedFilter;
 use warp::http::header::{
     HeaderName, AUTHORIZATION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, RETRY_AFTER,
@@ -142,8 +147,8 @@ async fn accept<S>(
     graceful.shutdown().await;
 }
 
-/// One connection's service: the routes, with the client's address put on each request, the security headers on
-/// each answer, and each answer timed.
+/// One connection's service: the routes, with the client's address put on each request, each served in its span,
+/// the security headers on each answer, and each answer timed.
 /// (Generic over the routes' service, whose type warp does not name.)
 #[derive(Clone)]
 struct Connection<S> {
@@ -158,14 +163,60 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future =
-        Timed<futures::future::Map<S::Future, fn(Result<Response, Infallible>) -> Result<Response, Infallible>>>;
+    type Future = Timed<
+        Traced<futures::future::Map<S::Future, fn(Result<Response, Infallible>) -> Result<Response, Infallible>>>,
+    >;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         use futures::FutureExt as _;
         let timer = self.timing.timer(request.uri().path());
+        let span = request_span(&request);
         request.extensions_mut().insert(self.client);
-        timer.around(self.routes.clone().call(request).map(secure as fn(_) -> _))
+        timer.around(Traced { answer: self.routes.clone().call(request).map(secure as fn(_) -> _), span })
+    }
+}
+
+/// A request's span, named by its method until a route names it better (`http::sales` does for purchases).
+fn request_span(request: &Request<Incoming>) -> Span {
+    let method = request.method().as_str();
+    tracing::debug_span!(
+        "http.request",
+        otel.name = method,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method,
+        url.path = request.uri().path(),
+        http.route = Empty,
+        http.response.status_code = Empty,
+        product_id = Empty,
+        order_id = Empty,
+    )
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer on its way: polled inside the request's span, whose status it records once it is ready.
+    struct Traced<F> {
+        #[pin]
+        answer: F,
+        span: Span,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Traced<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let Ok(response) = std::task::ready!(this.answer.poll(cx));
+        if !this.span.is_disabled() {
+            let status = response.status();
+            this.span.record("http.response.status_code", i64::from(status.as_u16()));
+            if status.is_server_error() {
+                this.span.record("otel.status_code", "error");
+            }
+        }
+        Poll::Ready(Ok(response))
     }
 }
 

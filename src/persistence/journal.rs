@@ -15,7 +15,7 @@ use diesel::QueryResult;
 
 use super::db::{lock, AnyConnection, Database, DbError};
 use super::schema::journal;
-use crate::domain::{JournalEvent, Position, ProductId, Recorded};
+use crate::domain::{JournalEvent, Position, ProductId, Recorded, Reservation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -49,11 +49,22 @@ pub trait JournalReplay: Send + Sync + 'static {
 pub trait JournalProjection: Send + Sync + 'static {
     /// Writes the next events (up to `limit`) into the `orders` table of `orders`, and records how far the
     /// projection got no earlier than the rows are committed: after a crash in between, the stretch is projected
-    /// again, which changes nothing.
-    async fn project_next(&self, orders: &Database, limit: usize) -> Result<Projected, JournalError>;
+    /// again, which changes nothing. `spans`, while traces are on, gives each order written a span.
+    async fn project_next(
+        &self,
+        orders: &Database,
+        limit: usize,
+        spans: Option<&dyn OrderSpans>,
+    ) -> Result<Projected, JournalError>;
 
     /// How many events the projection has yet to write.
     async fn projection_lag(&self, orders: &Database) -> Result<u64, JournalError>;
+}
+
+/// A span for each order a projection step writes, held until the order's row is committed: how a trace follows an
+/// order into `orders`. The projector makes them; persistence only holds them.
+pub trait OrderSpans: Send + Sync {
+    fn applying(&self, reservation: &Reservation, position: Position) -> tracing::Span;
 }
 
 /// One journal, as its three users see it.
@@ -234,7 +245,12 @@ impl JournalReplay for SqlJournal {
 
 #[async_trait]
 impl JournalProjection for SqlJournal {
-    async fn project_next(&self, orders: &Database, limit: usize) -> Result<Projected, JournalError> {
+    async fn project_next(
+        &self,
+        orders: &Database,
+        limit: usize,
+        spans: Option<&dyn OrderSpans>,
+    ) -> Result<Projected, JournalError> {
         let known = *lock(&self.projected);
         let after = match known {
             Some(position) => position,
@@ -244,7 +260,7 @@ impl JournalProjection for SqlJournal {
             let events = self.load_after(None, after, limit).await?;
             let read = events.len();
             let last = events.last().map_or(after, |recorded| recorded.position);
-            let written = orders.project_orders(events, Some(PROJECTION)).await?;
+            let written = orders.project_orders(events, Some(PROJECTION), spans).await?;
             Ok::<_, JournalError>((Projected { events: read, orders: written }, last))
         };
         let outcome = step.await;

@@ -17,7 +17,8 @@ pub mod users;
 pub use db::{Database, DbError};
 pub use dead_letters::DeadLetterTopic;
 pub use journal::{
-    Journal, JournalAppend, JournalError, JournalProjection, JournalReplay, KafkaConfig, Projected, SqlJournal,
+    Journal, JournalAppend, JournalError, JournalProjection, JournalReplay, KafkaConfig, OrderSpans, Projected,
+    SqlJournal,
 };
 pub use redis_snapshots::RedisSnapshots;
 pub use snapshots::{SnapshotError, SnapshotStore, SqlSnapshots};

@@ -7,6 +7,7 @@
 use diesel::prelude::*;
 
 use super::db::{per_backend, Database, DbError};
+use super::journal::OrderSpans;
 use super::schema::{orders, projector_offsets};
 use std::collections::HashMap;
 
@@ -168,10 +169,27 @@ impl InsertNewOrders for diesel::SqliteConnection {
 
 impl Database {
     /// Writes the orders `events` describe, and, given a `cursor`, moves that projector to the last event's
-    /// position in the same transaction. Returns how many orders were new.
-    pub async fn project_orders(&self, events: Vec<Recorded>, cursor: Option<&'static str>) -> Result<usize, DbError> {
+    /// position in the same transaction. Returns how many orders were new. Each reservation's span from `spans`, if
+    /// any, lasts until its row is committed.
+    pub async fn project_orders(
+        &self,
+        events: Vec<Recorded>,
+        cursor: Option<&'static str>,
+        spans: Option<&dyn OrderSpans>,
+    ) -> Result<usize, DbError> {
         let Some(last) = events.last().map(|recorded| recorded.position) else {
             return Ok(0);
+        };
+        // Held until the write below is over: they end as this function returns.
+        let _applying: Vec<tracing::Span> = match spans {
+            Some(spans) => events
+                .iter()
+                .filter_map(|recorded| match &recorded.event {
+                    JournalEvent::Reserved(reservation) => Some(spans.applying(reservation, recorded.position)),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
         };
         let mut rows = Vec::with_capacity(events.len());
         let mut voided = Vec::new();

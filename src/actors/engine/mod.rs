@@ -344,7 +344,10 @@ mod tests {
 
         let order_id = OrderId::generate();
         let harmless = JournalEvent::Voided(Voided { order_id, product_id: product });
-        engine.appender.append(harmless, Ack { to: std::sync::Arc::new(Buggy), order_id }).unwrap();
+        engine
+            .appender
+            .append(harmless, Ack { to: std::sync::Arc::new(Buggy), order_id, span: tracing::Span::none() })
+            .unwrap();
         until("the committer is dead", || async { !engine.appender.is_running() }).await;
 
         let started = std::time::Instant::now();

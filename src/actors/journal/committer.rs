@@ -8,6 +8,10 @@
 //! refused, every event still in the channel refuses itself as the channel goes, and the `Appender` refuses every
 //! append at once until the writer is restarted and connects a new committer — which first pays the voids the dead
 //! one still owed.
+//!
+//! While traces are on, each commit has a `journal.commit` span of its own — one batch serves many purchases, so it
+//! is no purchase's child — linked both ways with the `journal.append` span of every traced event it carries, which
+//! records the event's position once it is durable.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ractor::RpcReplyPort;
+use tracing::Span;
 
 use super::group_commit::{Batch, GroupCommit};
 use crate::domain::{JournalEvent, OrderId, Position};
@@ -37,15 +42,20 @@ pub trait Recipient: Send + Sync {
     fn acknowledge(&self, outcomes: Vec<Outcome>);
 }
 
-/// Whom to tell about an event, and which order it is.
+/// Whom to tell about an event, which order it is, and the event's span (disabled unless it is traced).
 pub struct Ack {
     pub to: Arc<dyn Recipient>,
     pub order_id: OrderId,
+    pub span: Span,
 }
 
 /// Hears, after every commit, how many events it made durable.
 pub trait CommitListener: Send + Sync {
     fn committed(&self, events: u64);
+
+    /// The commit's traced events, by order, with their spans (only while traces are on), so that the work that
+    /// follows from them can join their traces.
+    fn traced(&self, _events: Vec<(OrderId, Span)>) {}
 }
 
 /// What travels on the writer's channel.
@@ -140,7 +150,7 @@ impl Appender {
         let (answer, heard) = tokio::sync::oneshot::channel();
         let order_id = event.order_id();
         let to: Arc<dyn Recipient> = Arc::new(Answer(Mutex::new(Some(answer))));
-        self.append(event, Ack { to, order_id })?;
+        self.append(event, Ack { to, order_id, span: Span::none() })?;
         heard.await.unwrap_or(Err(AppendFailed))
     }
 
@@ -304,14 +314,20 @@ impl Committer {
 
     fn commit(&mut self, Batch { events, acks }: Batch<Ack>) {
         let started = Instant::now();
+        let batch = batch_span(events.len(), &acks);
+        let _in_batch = batch.enter();
         match append_guarded(self.config.journal.as_ref(), &events) {
             Ok(positions) => {
                 self.config.metrics.committed(events.len(), started.elapsed());
                 self.commits.succeeded();
                 let appended = positions.len() as u64;
                 let voids = positions.len() - acks.len();
+                let traced = traced(&batch, &acks, &positions[voids..]);
                 self.tell(acks, positions.into_iter().skip(voids).map(Ok));
                 self.config.listener.committed(appended);
+                if !traced.is_empty() {
+                    self.config.listener.traced(traced);
+                }
             }
             Err(err) => {
                 self.config.metrics.failed(events.len(), started.elapsed());
@@ -364,13 +380,40 @@ impl Drop for Committer {
     }
 }
 
+/// A commit's span, linked both ways with the span of every traced event in it.
+fn batch_span(events: usize, acks: &[Ack]) -> Span {
+    let batch = tracing::debug_span!("journal.commit", journal.events = events as i64);
+    if !batch.is_disabled() {
+        for ack in acks.iter().filter(|ack| !ack.span.is_disabled()) {
+            batch.follows_from(&ack.span);
+            ack.span.follows_from(&batch);
+        }
+    }
+    batch
+}
+
+/// The committed events that are traced, their positions recorded on their spans (nothing while traces are off).
+fn traced(batch: &Span, acks: &[Ack], positions: &[Position]) -> Vec<(OrderId, Span)> {
+    if batch.is_disabled() {
+        return Vec::new();
+    }
+    acks.iter()
+        .zip(positions)
+        .filter(|(ack, _)| !ack.span.is_disabled())
+        .map(|(ack, position)| {
+            ack.span.record("journal.position", position.get());
+            (ack.order_id, ack.span.clone())
+        })
+        .collect()
+}
+
 /// The outcomes of `acks`, grouped by recipient in order.
 fn by_recipient(
     acks: Vec<Ack>,
     results: impl Iterator<Item = Result<Position, AppendFailed>>,
 ) -> Vec<(Arc<dyn Recipient>, Vec<Outcome>)> {
     let mut recipients: Vec<(Arc<dyn Recipient>, Vec<Outcome>)> = Vec::new();
-    for (Ack { to, order_id }, result) in acks.into_iter().zip(results) {
+    for (Ack { to, order_id, .. }, result) in acks.into_iter().zip(results) {
         match recipients.iter_mut().find(|(known, _)| Arc::ptr_eq(known, &to)) {
             Some((_, outcomes)) => outcomes.push((order_id, result)),
             None => recipients.push((to, vec![(order_id, result)])),
@@ -414,7 +457,7 @@ mod tests {
     }
 
     fn ack(to: &Arc<Listener>) -> Ack {
-        Ack { to: Arc::clone(to) as Arc<dyn Recipient>, order_id: OrderId::generate() }
+        Ack { to: Arc::clone(to) as Arc<dyn Recipient>, order_id: OrderId::generate(), span: Span::none() }
     }
 
     /// A journal that records each batch's size, answers with positions, and can be held before an append, made to

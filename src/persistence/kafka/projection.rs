@@ -11,7 +11,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::{blocking, consumer_config, decode};
 use crate::domain::Recorded;
 use crate::persistence::db::lock;
-use crate::persistence::journal::{JournalError, JournalProjection, KafkaConfig, Projected};
+use crate::persistence::journal::{JournalError, JournalProjection, KafkaConfig, OrderSpans, Projected};
 use crate::persistence::Database;
 
 pub struct GroupProjection {
@@ -60,7 +60,12 @@ impl GroupProjection {
 
 #[async_trait]
 impl JournalProjection for GroupProjection {
-    async fn project_next(&self, orders: &Database, limit: usize) -> Result<Projected, JournalError> {
+    async fn project_next(
+        &self,
+        orders: &Database,
+        limit: usize,
+        spans: Option<&dyn OrderSpans>,
+    ) -> Result<Projected, JournalError> {
         let step = async {
             let member = self.member()?;
             let (events, offsets) = blocking({
@@ -69,7 +74,7 @@ impl JournalProjection for GroupProjection {
             })
             .await?;
             let read = events.len();
-            let written = orders.project_orders(events, None).await?;
+            let written = orders.project_orders(events, None, spans).await?;
             if offsets.count() > 0 {
                 blocking(move || Ok(member.commit(&offsets, CommitMode::Sync)?)).await?;
             }

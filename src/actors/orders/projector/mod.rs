@@ -4,9 +4,10 @@
 //! restart by its supervisor — it resumes where it stopped, and a stretch projected twice changes nothing. The
 //! journal writer reports each commit through a `ProjectorLink`, which always reaches the projector running now;
 //! `Pacing` decides when to run (see there), a slow timer is the safety net, and a failed run is retried with
-//! backoff.
+//! backoff. The same link carries traced purchases on to their projection (`traces`).
 
 mod pacing;
+mod traces;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +17,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use self::pacing::Pacing;
+use self::traces::{RunSpans, Traces};
 use crate::actors::inspect::{ActorKind, InspectReply, Meter, Report};
 use crate::actors::journal::CommitListener;
 use crate::actors::supervision::BackoffPolicy;
-use crate::persistence::{Database, JournalProjection, Projected};
+use crate::domain::OrderId;
+use crate::persistence::{Database, JournalProjection, OrderSpans, Projected};
 
 pub struct OrderProjector;
 
@@ -27,6 +30,7 @@ pub struct OrderProjector;
 #[derive(Default)]
 pub struct ProjectorLink {
     current: ArcSwapOption<ActorRef<ProjectorMsg>>,
+    traces: Traces,
 }
 
 impl CommitListener for ProjectorLink {
@@ -34,6 +38,10 @@ impl CommitListener for ProjectorLink {
         if let Some(projector) = self.current.load().as_ref() {
             let _ = projector.cast(ProjectorMsg::Committed { events });
         }
+    }
+
+    fn traced(&self, events: Vec<(OrderId, tracing::Span)>) {
+        self.traces.committed(events);
     }
 }
 
@@ -64,6 +72,7 @@ pub struct ProjectorStatus {
 }
 
 pub struct ProjectorState {
+    link: Arc<ProjectorLink>,
     journal: Arc<dyn JournalProjection>,
     db: Database,
     batch: usize,
@@ -106,6 +115,7 @@ impl Actor for OrderProjector {
         let _ = myself.cast(ProjectorMsg::Wake);
         args.link.current.store(Some(Arc::new(myself)));
         Ok(ProjectorState {
+            link: args.link,
             journal: args.journal,
             db: args.db,
             batch: args.batch.max(1),
@@ -189,11 +199,17 @@ impl ProjectorState {
 
     fn start_run(&mut self, myself: &ActorRef<ProjectorMsg>) {
         self.running = true;
-        let (journal, db, batch) = (Arc::clone(&self.journal), self.db.clone(), self.batch);
+        let (link, journal, db, batch) =
+            (Arc::clone(&self.link), Arc::clone(&self.journal), self.db.clone(), self.batch);
         let myself = myself.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let result = journal.project_next(&db, batch).await.map_err(|err| err.to_string());
+            let spans = RunSpans::start(&link.traces);
+            let traced = spans.as_ref().map(|spans| spans as &dyn OrderSpans);
+            let result = journal.project_next(&db, batch, traced).await.map_err(|err| err.to_string());
+            if let (Some(spans), Ok(projected)) = (spans, &result) {
+                spans.finish(projected);
+            }
             let _ = myself.cast(ProjectorMsg::Ran { result, took: started.elapsed() });
         });
     }

@@ -267,6 +267,11 @@ impl<R, A> ShardBook<R, A> {
         effects
     }
 
+    /// The buyer whose reservation `order_id` is with the journal.
+    pub fn buyer(&self, order_id: OrderId) -> Option<&R> {
+        self.pending.get(&order_id).map(|pending| &pending.reply)
+    }
+
     /// The journal made this order's reservation, or its step, durable.
     pub fn committed(&mut self, order_id: OrderId, position: Position, now: Timestamp) -> Vec<Effect<R, A>> {
         self.position = self.position.max(position);

@@ -2,12 +2,18 @@
 //! decisions of its `ShardBook` into messages — replies to buyers, appends to the journal writer, requests to the
 //! product's pool. It never waits on anything: the journal's answer comes back as a message. Its orders' later
 //! steps (cancel, expiry, release) go through the same journal writer, decided and applied by the same book.
+//!
+//! A purchase is traced here as `shard.purchase`, from its message to its answer, under the span it was sent from
+//! (ractor carries it with the message); its reservation's `journal.append` span goes to the writer with the event.
+//! Both are DEBUG spans, disabled unless traces are on, and then neither is made nor looked up.
 
 pub mod book;
 
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
+use tracing::field::{debug, display, Empty};
+use tracing::{Level, Span};
 
 use self::book::{ActOutcome, Effect, OrderRequest, Outcome, PurchaseRequest, ShardBook, ShardCounts};
 use super::gauges::Gauges;
@@ -23,7 +29,13 @@ pub struct StockShard;
 
 pub type BuyerReply = RpcReplyPort<Outcome>;
 pub type ActReply = RpcReplyPort<ActOutcome>;
-pub type Book = ShardBook<BuyerReply, ActReply>;
+pub type Book = ShardBook<Buyer, ActReply>;
+
+/// A buyer waiting for their purchase's outcome, and the purchase's span here.
+pub struct Buyer {
+    reply: BuyerReply,
+    span: Span,
+}
 
 /// What a shard asks of its product's pool. The shard knows its product only as the receiver of these.
 pub enum PoolRequest {
@@ -113,7 +125,18 @@ impl Actor for StockShard {
         let before = state.taken();
         let now = Timestamp::now();
         let effects = match message {
-            ShardMsg::Purchase(request) => state.book.purchase(request, now),
+            ShardMsg::Purchase(request) => {
+                let span = tracing::debug_span!(
+                    "shard.purchase",
+                    product_id = state.book.product_id().get(),
+                    shard = state.index as i64,
+                    order_id = Empty,
+                    refusal = Empty,
+                );
+                let PurchaseRequest { user, quantity, key, reply } = request;
+                let buyer = Buyer { reply, span };
+                state.book.purchase(PurchaseRequest { user, quantity, key, reply: buyer }, now)
+            }
             ShardMsg::Act(request) => state.book.act(request, now),
             ShardMsg::Tick => state.book.tick(now),
             ShardMsg::Journaled(outcomes) => {
@@ -185,22 +208,21 @@ impl ShardState {
         self.book.taken()
     }
 
-    fn perform(&mut self, effects: Vec<Effect<BuyerReply, ActReply>>, now: Timestamp, myself: &ActorRef<ShardMsg>) {
+    fn perform(&mut self, effects: Vec<Effect<Buyer, ActReply>>, now: Timestamp, myself: &ActorRef<ShardMsg>) {
         let mut queue = effects;
         while !queue.is_empty() {
             let mut follow_up = Vec::new();
             for effect in queue {
                 match effect {
-                    Effect::Reply(reply, outcome) => {
-                        let _ = reply.send(outcome);
-                    }
+                    Effect::Reply(buyer, outcome) => buyer.answer(outcome),
                     Effect::Answer(reply, outcome) => {
                         let _ = reply.send(outcome);
                     }
                     Effect::Append(reservation) => {
-                        follow_up.extend(self.journal(JournalEvent::Reserved(reservation), now));
+                        let span = self.appending(&reservation);
+                        follow_up.extend(self.journal(JournalEvent::Reserved(reservation), span, now));
                     }
-                    Effect::Journal(event) => follow_up.extend(self.journal(event, now)),
+                    Effect::Journal(event) => follow_up.extend(self.journal(event, Span::none(), now)),
                     Effect::TickAgain => {
                         let _ = myself.cast(ShardMsg::Tick);
                     }
@@ -236,13 +258,51 @@ impl ShardState {
         self.refunds.cast(JobMsg::Start { job, reply: None });
     }
 
-    /// Hands an event of one of this shard's orders to the journal writer; if it refuses at once, the book hears so.
-    fn journal(&mut self, event: JournalEvent, now: Timestamp) -> Vec<Effect<BuyerReply, ActReply>> {
+    /// The span of a reservation's way through the journal, under its purchase's span. Looked up only while DEBUG
+    /// spans can be on at all (one load of the level every layer allows, asking no layer).
+    fn appending(&self, reservation: &Reservation) -> Span {
+        if !tracing::level_enabled!(Level::DEBUG) {
+            return Span::none();
+        }
+        self.book.buyer(reservation.order_id).map_or_else(Span::none, |buyer| buyer.appending(reservation))
+    }
+
+    /// Hands an event of one of this shard's orders to the journal writer, with the span its batch is to link; if
+    /// the writer refuses it at once, the book hears so.
+    fn journal(&mut self, event: JournalEvent, span: Span, now: Timestamp) -> Vec<Effect<Buyer, ActReply>> {
         let order_id = event.order_id();
-        let ack = Ack { to: Arc::clone(&self.inbox), order_id };
+        let ack = Ack { to: Arc::clone(&self.inbox), order_id, span };
         match self.writer.append(event, ack) {
             Ok(()) => Vec::new(),
             Err(_) => self.book.failed(order_id, now),
         }
+    }
+}
+
+impl Buyer {
+    /// Tells the buyer, and their purchase's span how it went.
+    fn answer(self, outcome: Outcome) {
+        if let Err(refusal) = &outcome {
+            if !self.span.is_disabled() {
+                self.span.record("refusal", debug(refusal));
+            }
+        }
+        let _ = self.reply.send(outcome);
+    }
+
+    /// The purchase has become `reservation`: its order id goes on the purchase's span, and the reservation's way
+    /// through the journal gets a span of its own under it.
+    fn appending(&self, reservation: &Reservation) -> Span {
+        if self.span.is_disabled() {
+            return Span::none();
+        }
+        self.span.record("order_id", display(reservation.order_id));
+        tracing::debug_span!(
+            parent: &self.span,
+            "journal.append",
+            order_id = %reservation.order_id,
+            product_id = reservation.product_id.get(),
+            journal.position = Empty,
+        )
     }
 }
