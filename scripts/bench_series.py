@@ -36,7 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORRECTNESS = ("oversold", "unsold", "lost", "duplicate", "phantom")
-FIGURES = ("purchases_per_s", "healthz_per_s", "ratio", "p50_ms", "p50_vs_healthz", "p99_ms", "p99_vs_healthz")
+FIGURES = ("purchases_per_s", "healthz_per_s", "ratio", "p50_ms", "p50_vs_healthz", "p99_ms", "p99_vs_healthz",
+           "selling_s", "reserving_per_s", "reserving_vs_healthz")
 
 
 def free_port():
@@ -155,10 +156,23 @@ def ratio(part, whole):
     return part / whole if part is not None and whole else None
 
 
+def selling(report):
+    """From the purchases' timeline: how long the sale took to reserve what it sold (to the end of the last interval
+    with a 2xx), and how many reservations a second it made until then. With fewer units than buyers the rest of the
+    phase is the sold-out answer, a different (and cheaper) path, which the phase's average mixes in."""
+    points = report["timeline"]["points"]
+    reserving = [point for point in points if point["succeeded"]]
+    if not reserving:
+        return None, None
+    seconds = reserving[-1]["start_secs"] + reserving[-1]["secs"]
+    return seconds, sum(point["succeeded"] for point in reserving) / seconds
+
+
 def row(report):
     baseline = report.get("baseline") or {}
     healthz_latency = baseline.get("healthz_latency_ms") or {}
     latency = report["latency_ms"]
+    selling_s, reserving_per_s = selling(report)
     return {
         "purchases_per_s": report["throughput_rps"],
         "healthz_per_s": baseline.get("healthz_rps"),
@@ -167,6 +181,9 @@ def row(report):
         "p50_vs_healthz": ratio(latency["p50"], healthz_latency.get("p50")),
         "p99_ms": latency["p99"],
         "p99_vs_healthz": ratio(latency["p99"], healthz_latency.get("p99")),
+        "selling_s": selling_s,
+        "reserving_per_s": reserving_per_s,
+        "reserving_vs_healthz": ratio(reserving_per_s, baseline.get("healthz_rps")),
         "correctness": report["correctness"],
         "stock_feed": report.get("stock_feed"),
     }
